@@ -1,0 +1,35 @@
+# Two commands a new user needs: `make run` and `make test`. Each sets up .venv first.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+export PATH := $(BIN):$(PATH)
+export DAGSTER_HOME := $(CURDIR)/.dagster
+export DAGSTER_DISABLE_TELEMETRY := 1
+
+.PHONY: setup run test ui bench clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml requirements.lock
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -c requirements.lock -e '.[models,dev]'
+	$(BIN)/pip check
+	touch $@
+
+# Build the default dataset with DVC (each stage materializes its Dagster asset).
+run: setup
+	$(BIN)/dvc repro
+	$(BIN)/dreamframe summary
+
+test: setup
+	$(BIN)/python -m pytest -n 2
+
+# The Dagster UI on loopback; it reads the same instance `make run` writes to.
+ui: setup
+	$(BIN)/dagster dev -h 127.0.0.1 -p 3000 -w workspace.yaml
+
+bench: setup
+	$(BIN)/python bench/bench_pipeline.py
+
+clean:
+	rm -rf data .dreamframe

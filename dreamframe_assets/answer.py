@@ -1,0 +1,87 @@
+"""Answerers: who can answer the dataset's questions, and so how good the QA is.
+
+``random`` is chance (1 in 4). ``oracle`` answers from the structured plot and
+frames, looking each answer up again independently of the QA writer: it is the
+upper bound, and anything below 100% on grounded questions is a QA bug.
+Each answerer returns, per QA row, the index of the option it picks (-1: none).
+"""
+
+from __future__ import annotations
+
+import random
+
+from .cache import digest
+from .plot import ACTION_VERBS, MoviePlot
+from .qa import NUMBER_WORDS, QA, describe_frame, field_value
+
+
+class RandomAnswerer:
+    name = "random"
+
+    def __init__(self, seed: int = 0):
+        self.seed = seed
+
+    def answer(self, plot: MoviePlot, qas: list[QA]) -> list[int]:
+        rng = random.Random(digest("random-answerer", plot.movie.movie_id, self.seed))
+        return [rng.randrange(len(qa.options)) for qa in qas]
+
+
+def _find(options: tuple[str, ...], text: str | None, contains: bool = False) -> int:
+    if text is None:
+        return -1
+    want = text.strip().rstrip(".").lower()
+    hits = [
+        i
+        for i, o in enumerate(options)
+        if (want in o.lower() if contains else o.strip().rstrip(".").lower() == want)
+    ]
+    return hits[0] if len(hits) == 1 else -1
+
+
+class OracleAnswerer:
+    """Answers from the plot: reads the frame or plot field a question is about."""
+
+    name = "oracle"
+
+    def __init__(self, seed: int = 0):
+        self.seed = seed
+
+    def answer(self, plot: MoviePlot, qas: list[QA]) -> list[int]:
+        return [self.answer_one(plot, qa) for qa in qas]
+
+    def answer_one(self, plot: MoviePlot, qa: QA) -> int:
+        if qa.level != "grounded":
+            if qa.qtype == "overview":
+                return _find(qa.options, plot.movie.overview)
+            return _find(qa.options, field_value(plot, qa.source), contains=True)
+        frames = [plot.frames[i] for i in qa.evidence_frames if 0 <= i < len(plot.frames)]
+        if not frames:
+            return -1
+        frame = frames[0]
+        if qa.qtype == "who":
+            present = {plot.character(c).appearance for c in frame.characters}
+            hits = [i for i, o in enumerate(qa.options) if o in present]
+            return hits[0] if len(hits) == 1 else -1
+        if qa.qtype == "count":
+            return _find(qa.options, NUMBER_WORDS[len(frame.characters) - 1])
+        if qa.qtype == "action":
+            if qa.subject not in frame.characters:
+                return -1
+            return _find(qa.options, ACTION_VERBS[frame.action])
+        if qa.qtype == "location":
+            return _find(qa.options, frame.location)
+        if qa.qtype == "colour":
+            if qa.subject not in frame.characters:
+                return -1
+            return _find(qa.options, plot.character(qa.subject).clothing_colour)
+        if qa.qtype == "order":
+            target = min(frames, key=lambda f: f.frame_index) if qa.subject == "first" else max(
+                frames, key=lambda f: f.frame_index
+            )
+            return _find(qa.options, describe_frame(plot, target))
+        if qa.qtype == "speaker":
+            for line in plot.dialogue:
+                if f'"{line.text}"' in qa.question:
+                    return _find(qa.options, plot.character(line.speaker).appearance)
+            return -1
+        return -1

@@ -1,0 +1,84 @@
+"""Content-addressed item cache: never pay for an LLM call or a render twice.
+
+Every item of every stage (one movie's plot, style, keyframe shard, QA) is stored
+under a key that hashes all of its inputs: the upstream item's content, the params
+slice it reads, the backend's identity and the version of the code that made it.
+Same key, same bytes, so a hit is always safe to reuse. The cache lives in
+``.dreamframe/cache``, outside the DVC outs that ``dvc repro`` deletes before a stage.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Callable
+
+import xxhash
+
+CACHE_DIR = ".dreamframe/cache"
+
+
+def digest(*parts: Any) -> str:
+    """A stable hex digest of JSON-able parts (dicts are key-sorted)."""
+    text = json.dumps(parts, sort_keys=True, separators=(",", ":"), default=str)
+    return xxhash.xxh3_128_hexdigest(text.encode())
+
+
+def bytes_digest(data: bytes) -> str:
+    return xxhash.xxh3_128_hexdigest(data)
+
+
+def source_version(*modules: ModuleType) -> str:
+    """Hash of the modules' source: editing the code that makes an item invalidates it."""
+    h = xxhash.xxh3_64()
+    for module in modules:
+        h.update(Path(module.__file__).read_bytes())
+    return h.hexdigest()
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write via a temp file and rename, so a crash never leaves half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_if_changed(path: Path, data: bytes) -> bool:
+    """Write ``data`` unless the file already holds exactly it; True if written."""
+    if path.exists() and path.stat().st_size == len(data) and path.read_bytes() == data:
+        return False
+    write_atomic(path, data)
+    return True
+
+
+class ItemCache:
+    """One stage's items, keyed by content; counts hits and misses for metadata."""
+
+    def __init__(self, root: Path, stage: str):
+        self.dir = Path(os.environ.get("DREAMFRAME_CACHE", Path(root) / CACHE_DIR)) / stage
+        self.hits = 0
+        self.misses = 0
+        self.missed: list[str] = []  # item names recomputed this run
+
+    def _path(self, key: str) -> Path:
+        return self.dir / key[:2] / key
+
+    def get_or_compute(self, key: str, compute: Callable[[], bytes], item: str = "") -> bytes:
+        path = self._path(key)
+        if path.exists():
+            self.hits += 1
+            return path.read_bytes()
+        data = compute()
+        write_atomic(path, data)
+        self.misses += 1
+        self.missed.append(item or key)
+        return data

@@ -1,0 +1,135 @@
+"""``params.yaml``: every knob of the pipeline, grouped by stage, checked before any work.
+
+Each group is what one DVC stage lists under ``params``, so changing a key re-runs
+only the stages that read it. Validation is strict (unknown keys, wrong types and
+negative counts are errors) and errors name the key, because a typo that silently
+falls back to a default would cost a whole dataset build.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+PARAMS_FILE = "params.yaml"
+
+Count = Annotated[int, Field(gt=0)]
+Seed = Annotated[int, Field(ge=0)]
+Pixels = Annotated[int, Field(ge=32, le=4096)]
+
+
+class ParamsError(ValueError):
+    """params.yaml (or a themes file) is wrong; the message names the key."""
+
+
+class _Group(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class MoviePlotsParams(_Group):
+    themes: list[str] = []
+    themes_file: str = "themes.txt"  # one theme a line; '#' starts a comment
+    substories: Count = 2  # l: substories per movie (level 1)
+    tinystories: Count = 3  # m: tinystories per substory (level 2)
+    frames: Count = 5  # n: frames per tinystory (level 3)
+    seed: Seed = 0
+    writer: str = "offline"
+
+
+class StyleBanksParams(_Group):
+    learner: str = "offline"
+    references: Count = 6  # style reference images per movie
+    size: Pixels = 128  # reference image side, px
+    seed: Seed = 0
+
+
+class KeyframesParams(_Group):
+    renderer: str = "offline"
+    width: Pixels = 256
+    height: Pixels = 256
+    seed: Seed = 0
+
+
+class QAPairsParams(_Group):
+    writer: str = "offline"
+    max_qtype_share: Annotated[float, Field(gt=0.0, le=1.0)] = 0.3
+    grounded_per_frame: Annotated[float, Field(ge=0.0, le=10.0)] = 2.5
+    seed: Seed = 0
+
+
+class EvalScoresParams(_Group):
+    answerers: list[str] = ["random", "oracle"]
+    seed: Seed = 0
+
+
+class Params(_Group):
+    movie_plots: MoviePlotsParams = MoviePlotsParams()
+    style_banks: StyleBanksParams = StyleBanksParams()
+    keyframes: KeyframesParams = KeyframesParams()
+    qa_pairs: QAPairsParams = QAPairsParams()
+    eval_scores: EvalScoresParams = EvalScoresParams()
+
+
+def _describe(error: dict[str, Any]) -> str:
+    key = ".".join(str(part) for part in error["loc"])
+    if error["type"] == "extra_forbidden":
+        return f"{key}: unknown key"
+    got = error.get("input")
+    return f"{key}: {error['msg']} (got {got!r})"
+
+
+def parse_params(raw: Any, source: str = PARAMS_FILE) -> Params:
+    """Validate a loaded params mapping; raise ParamsError naming every bad key."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{source}: expected a mapping of stage groups, got {type(raw).__name__}")
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as exc:
+        lines = "\n  ".join(_describe(e) for e in exc.errors())
+        raise ParamsError(f"{source} is invalid:\n  {lines}") from None
+
+
+def load_params(root: Path) -> Params:
+    path = Path(root) / PARAMS_FILE
+    if not path.exists():
+        raise ParamsError(f"{path}: not found (every knob of the pipeline lives there)")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ParamsError(f"{path}: not valid YAML: {exc}") from None
+    params = parse_params(raw, str(path))
+    from . import backends  # late: backends import the heavy modules
+
+    backends.check_names(params)
+    return params
+
+
+def load_themes(root: Path, params: MoviePlotsParams) -> list[str]:
+    """The inline themes, then the themes file's; blank, duplicate or no themes are errors."""
+    themes = [(t, "movie_plots.themes") for t in params.themes]
+    if params.themes_file:
+        path = Path(root) / params.themes_file
+        if not path.exists():
+            raise ParamsError(f"movie_plots.themes_file: {params.themes_file!r} does not exist")
+        for number, line in enumerate(path.read_text().splitlines(), start=1):
+            text = line.split("#", 1)[0].strip()
+            if text:
+                themes.append((text, f"{params.themes_file}:{number}"))
+    seen: dict[str, str] = {}
+    for theme, where in themes:
+        if not theme.strip():
+            raise ParamsError(f"{where}: a theme is blank")
+        key = " ".join(theme.lower().split())
+        if key in seen:
+            raise ParamsError(f"{where}: theme {theme!r} is given twice (also at {seen[key]})")
+        seen[key] = where
+    if not themes:
+        raise ParamsError(
+            "movie_plots.themes: no themes (give some inline or in movie_plots.themes_file)"
+        )
+    return [" ".join(t.split()) for t, _ in themes]

@@ -1,0 +1,338 @@
+"""The five pipeline steps as plain functions: upstream files in, this stage's files out.
+
+Each step walks its items (one per movie), takes each from the item cache or
+computes it with the backend ``params.yaml`` names, then writes the stage's
+folder. Dagster assets and DVC stages both call these; so do the tests.
+A failing item never loses the others: they are cached before the error is raised.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import polars as pl
+
+from . import backends
+from .cache import ItemCache, bytes_digest, digest, source_version, write_if_changed
+from .params import Params, load_themes
+from .plot import MoviePlot, as_row
+from .qa import QA
+from .schemas import GROUNDED_QTYPES, validate
+from .store import (
+    PLOT_TABLES,
+    contact_sheet,
+    load_image,
+    pack_shard,
+    plot_rows,
+    plot_from_json,
+    plot_to_json,
+    png_bytes,
+    read_plots,
+    read_shard,
+    shard_members,
+    table_bytes,
+    read_table,
+    remove_stale,
+    rows_table,
+    split_sheet,
+    stage_dir,
+    write_table,
+)
+
+SHEET_COLUMNS = 4
+
+
+class StepError(RuntimeError):
+    """One or more items failed; the message names them. Finished items are cached."""
+
+
+@dataclass
+class StepResult:
+    stage: str
+    files: list[Path]
+    written: list[str]  # files whose content changed this run
+    data_version: str  # hash of every output file's content
+    hits: int
+    misses: int
+    redone: list[str]  # items computed (not taken from the cache) this run
+    counts: dict[str, int]
+    preview: pl.DataFrame | None = None
+    seconds: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def movie_id_for(theme: str) -> str:
+    """Readable and stable: the theme's first words plus a hash of the whole theme."""
+    words = re.findall(r"[a-z0-9]+", theme.lower())[:4]
+    return "-".join(words or ["movie"]) + "-" + digest(" ".join(theme.split()))[:6]
+
+
+def item_seed(seed: int, *parts: Any) -> int:
+    """A per-item seed from the stage seed, so reordering items changes nothing."""
+    return int(digest(seed, *parts)[:8], 16)
+
+
+def backend_code(backend: Any) -> str:
+    """Version of the code that makes an item: the backend's module source."""
+    return source_version(sys.modules[type(backend).__module__])
+
+
+def _run_items(
+    cache: ItemCache, items: list[tuple[str, str, Callable[[], bytes]]]
+) -> dict[str, bytes]:
+    """Take every (name, key, compute) item from the cache or compute it; collect failures."""
+    out: dict[str, bytes] = {}
+    failures: list[str] = []
+    for name, key, compute in items:
+        try:
+            out[name] = cache.get_or_compute(key, compute, item=name)
+        except Exception as exc:  # noqa: BLE001 - reported with the item's name below
+            failures.append(f"{name}: {type(exc).__name__}: {exc}")
+    if failures:
+        raise StepError(
+            f"{cache.dir.name}: {len(failures)} of {len(items)} item(s) failed "
+            f"({len(out)} done and cached):\n  " + "\n  ".join(failures)
+        )
+    return out
+
+
+def _finish(stage: str, root: Path, files: dict[Path, bytes], cache: ItemCache, t0: float, **kw) -> StepResult:
+    written = [str(p.relative_to(root)) for p, data in files.items() if write_if_changed(p, data)]
+    version = digest(sorted((str(p.relative_to(root)), bytes_digest(d)) for p, d in files.items()))
+    return StepResult(
+        stage=stage, files=sorted(files), written=written, data_version=version, hits=cache.hits,
+        misses=cache.misses, redone=cache.missed, seconds=time.perf_counter() - t0, **kw,
+    )
+
+
+# ---------------------------------------------------------------- movie_plots
+def write_movie_plots(root: Path, params: Params) -> StepResult:
+    """Themes -> three-level story expansion -> the seven plot tables."""
+    t0 = time.perf_counter()
+    p = params.movie_plots
+    themes = load_themes(root, p)
+    writer = backends.STORY_WRITERS[p.writer]()
+    cache = ItemCache(root, "movie_plots")
+    code = backend_code(writer)
+
+    def compute(theme: str, movie_id: str) -> Callable[[], bytes]:
+        return lambda: plot_to_json(writer.write(theme, movie_id, p.seed, p.substories, p.tinystories, p.frames))
+
+    items = []
+    for theme in themes:
+        mid = movie_id_for(theme)
+        key = digest("movie_plots", writer.identity(), code, theme, p.seed, p.substories, p.tinystories, p.frames)
+        items.append((mid, key, compute(theme, mid)))
+    done = _run_items(cache, items)
+
+    rows: dict[str, list[dict]] = {name: [] for name in PLOT_TABLES}
+    for mid, data in done.items():
+        for name, table_rows in plot_rows(plot_from_json(data)).items():
+            rows[name].extend(table_rows)
+    folder = stage_dir(root, "movie_plots")
+    files = {}
+    for name in PLOT_TABLES:
+        df = rows_table(name, rows[name])
+        validate(name, df, where=f"movie_plots/{name}.parquet")
+        files[folder / f"{name}.parquet"] = table_bytes(df)
+    frames = rows_table("frames", rows["frames"])
+    counts = {"movies": len(done), "frames": len(rows["frames"]), "dialogue_lines": len(rows["dialogue"]),
+              "plot_qa": len(rows["plot_qa"]), "substories": len(rows["substories"])}
+    preview = rows_table("movies", rows["movies"]).select("movie_id", "title", "genre", "style_keyword", "theme")
+    return _finish("movie_plots", root, files, cache, t0, counts=counts, preview=preview,
+                   extra={"actions": frames["action"].value_counts().sort("action").to_dicts()})
+
+
+# ---------------------------------------------------------------- style_banks
+def learn_style_banks(root: Path, params: Params) -> StepResult:
+    """Per movie: reference images from its style description, and the style fitted to them."""
+    t0 = time.perf_counter()
+    p = params.style_banks
+    plots = read_plots(root)
+    learner = backends.STYLE_LEARNERS[p.learner]()
+    cache = ItemCache(root, "style_banks")
+    code = backend_code(learner)
+
+    def compute(plot: MoviePlot) -> Callable[[], bytes]:
+        def run() -> bytes:
+            refs, style = learner.learn(plot.movie, p.references, p.size, item_seed(p.seed, plot.movie.movie_id))
+            sheet = contact_sheet(refs, SHEET_COLUMNS)
+            return pack_shard([("params.json", json.dumps(style.to_dict(), sort_keys=True).encode()),
+                               ("references.png", png_bytes(sheet))])
+        return run
+
+    items = []
+    for mid, plot in plots.items():
+        m = plot.movie
+        key = digest("style_banks", learner.identity(), code, mid, m.style_description, m.style_keyword,
+                     p.references, p.size, p.seed)
+        items.append((mid, key, compute(plot)))
+    done = _run_items(cache, items)
+
+    folder = stage_dir(root, "style_banks")
+    files: dict[Path, bytes] = {}
+    rows = []
+    for mid, data in done.items():
+        members = shard_members(data)
+        style = json.loads(members["params.json"])
+        files[folder / "references" / f"{mid}.png"] = members["references.png"]
+        rows.append({
+            "movie_id": mid, "learner": learner.identity(), "references": p.references,
+            "reference_sheet": f"references/{mid}.png", "style_keyword": plots[mid].movie.style_keyword,
+            "palette": ["#%02x%02x%02x" % tuple(c) for c in style["palette"]],
+            "line_weight": int(style["line_weight"]), "texture_kind": str(style["texture_kind"]),
+            "texture": float(style["texture"]), "lighting": float(style["lighting"]),
+            "grain": float(style["grain"]), "params_json": json.dumps(style, sort_keys=True),
+        })
+    table = rows_table("styles", rows)
+    validate("styles", table, where="style_banks/styles.parquet")
+    files[folder / "styles.parquet"] = table_bytes(table)
+    remove_stale(folder / "references", {f"{mid}.png" for mid in done}, "*.png")
+    return _finish("style_banks", root, files, cache, t0, counts={"movies": len(done)},
+                   preview=table.select("movie_id", "style_keyword", "palette", "texture_kind", "grain"))
+
+
+def read_styles(root: Path) -> dict[str, Any]:
+    from .style import StyleParams
+
+    table = read_table(stage_dir(root, "style_banks") / "styles.parquet", "styles")
+    return {r["movie_id"]: StyleParams.from_dict(json.loads(r["params_json"])) for r in table.iter_rows(named=True)}
+
+
+def read_references(root: Path, movie_id: str, count: int, size: int) -> list[np.ndarray]:
+    sheet = load_image((stage_dir(root, "style_banks") / "references" / f"{movie_id}.png").read_bytes())
+    return split_sheet(sheet, count, size, SHEET_COLUMNS)
+
+
+# ---------------------------------------------------------------- keyframes
+def render_keyframes(root: Path, params: Params) -> StepResult:
+    """Every frame drawn in its movie's learned style; one tar shard of PNGs per movie."""
+    t0 = time.perf_counter()
+    p = params.keyframes
+    plots = read_plots(root)
+    styles = read_styles(root)
+    renderer = backends.RENDERERS[p.renderer]()
+    cache = ItemCache(root, "keyframes")
+    code = backend_code(renderer)
+
+    def compute(plot: MoviePlot, style: Any) -> Callable[[], bytes]:
+        def run() -> bytes:
+            mid = plot.movie.movie_id
+            images = renderer.render(plot, style, p.width, p.height, item_seed(p.seed, mid))
+            return pack_shard([(f"{mid}/{i:05d}.png", png_bytes(img)) for i, img in enumerate(images)])
+        return run
+
+    items = []
+    for mid, plot in plots.items():
+        if mid not in styles:
+            raise StepError(f"keyframes: movie {mid!r} has no style in style_banks/styles.parquet")
+        drawn = [as_row(f) for f in plot.frames] + [as_row(c) for c in plot.movie.characters]
+        key = digest("keyframes", renderer.identity(), code, mid, drawn, styles[mid].to_dict(),
+                     p.width, p.height, p.seed)
+        items.append((mid, key, compute(plot, styles[mid])))
+    done = _run_items(cache, items)
+
+    folder = stage_dir(root, "keyframes")
+    files: dict[Path, bytes] = {}
+    rows = []
+    for mid, shard in done.items():
+        members = shard_members(shard)
+        if len(members) != len(plots[mid].frames):
+            raise StepError(f"keyframes: movie {mid!r}: {len(members)} images for {len(plots[mid].frames)} frames")
+        files[folder / "shards" / f"{mid}.tar"] = shard
+        for i, name in enumerate(sorted(members)):
+            rows.append({"movie_id": mid, "frame_index": i, "shard": f"shards/{mid}.tar", "member": name,
+                         "width": p.width, "height": p.height, "sha": bytes_digest(members[name])})
+    table = rows_table("keyframes", rows)
+    validate("keyframes", table, where="keyframes/keyframes.parquet")
+    files[folder / "keyframes.parquet"] = table_bytes(table)
+    remove_stale(folder / "shards", {f"{mid}.tar" for mid in done}, "*.tar")
+    return _finish("keyframes", root, files, cache, t0, counts={"movies": len(done), "keyframes": len(rows)},
+                   preview=table.head(8))
+
+
+def read_keyframes(root: Path, movie_id: str) -> list[np.ndarray]:
+    """One movie's keyframes, in frame order."""
+    members = read_shard(stage_dir(root, "keyframes") / "shards" / f"{movie_id}.tar")
+    return [load_image(members[name]) for name in sorted(members)]
+
+
+# ---------------------------------------------------------------- qa_pairs
+def write_qa_pairs(root: Path, params: Params) -> StepResult:
+    """Level and grounded QA pairs, each tied to keyframes that exist."""
+    t0 = time.perf_counter()
+    p = params.qa_pairs
+    plots = read_plots(root)
+    index = read_table(stage_dir(root, "keyframes") / "keyframes.parquet", "keyframes")
+    drawn = {(r["movie_id"], r["frame_index"]) for r in index.select("movie_id", "frame_index").iter_rows(named=True)}
+    writer = backends.QA_WRITERS[p.writer]()
+    cache = ItemCache(root, "qa_pairs")
+    code = backend_code(writer)
+
+    def compute(plot: MoviePlot) -> Callable[[], bytes]:
+        def run() -> bytes:
+            qas = writer.write(plot, p.grounded_per_frame, p.max_qtype_share, p.seed)
+            return json.dumps([as_row(q) for q in qas]).encode()
+        return run
+
+    items = []
+    for mid, plot in plots.items():
+        key = digest("qa_pairs", writer.identity(), code, plot_to_json(plot).decode(),
+                     p.grounded_per_frame, p.max_qtype_share, p.seed)
+        items.append((mid, key, compute(plot)))
+    done = _run_items(cache, items)
+
+    rows = [row for data in done.values() for row in json.loads(data)]
+    missing = [(r["qa_id"], f) for r in rows for f in r["evidence_frames"] if (r["movie_id"], f) not in drawn]
+    if missing:
+        raise StepError(f"qa_pairs: {len(missing)} evidence frame(s) have no keyframe, e.g. {missing[:5]}")
+    table = rows_table("qa", rows)
+    validate("qa", table, where="qa_pairs/qa.parquet")
+    files = {stage_dir(root, "qa_pairs") / "qa.parquet": table_bytes(table)}
+    shares = table["qtype"].value_counts(normalize=True).sort("qtype")
+    return _finish("qa_pairs", root, files, cache, t0,
+                   counts={"movies": len(done), "qa_pairs": len(rows),
+                           "grounded": int(table["qtype"].is_in(GROUNDED_QTYPES).sum())},
+                   preview=table.select("qa_id", "qtype", "question", "answer").head(10),
+                   extra={"qtype_share": dict(zip(shares["qtype"], shares["proportion"]))})
+
+
+def read_qa(root: Path) -> list[QA]:
+    table = read_table(stage_dir(root, "qa_pairs") / "qa.parquet", "qa")
+    return [
+        QA(**{**r, "options": tuple(r["options"]), "evidence_frames": tuple(r["evidence_frames"])})
+        for r in table.iter_rows(named=True)
+    ]
+
+
+# ---------------------------------------------------------------- eval_scores
+def evaluate_dataset(root: Path, params: Params) -> StepResult:
+    """Counts, qtype mix, answerer accuracies and style consistency -> metrics.json."""
+    from .evaluate import evaluate
+
+    t0 = time.perf_counter()
+    p = params.eval_scores
+    plots = read_plots(root)
+    qas = read_qa(root)
+    keyframes = {mid: read_keyframes(root, mid) for mid in plots}
+    answerers = [backends.ANSWERERS[name](p.seed) for name in p.answerers]
+    metrics = evaluate(plots, qas, keyframes, answerers)
+    cache = ItemCache(root, "eval_scores")  # evaluation is cheap: nothing cached yet
+    files = {stage_dir(root, "eval_scores") / "metrics.json": (json.dumps(metrics, indent=2, sort_keys=True) + "\n").encode()}
+    return _finish("eval_scores", root, files, cache, t0, counts=metrics["counts"], extra={"metrics": metrics})
+
+
+STEPS: dict[str, Callable[[Path, Params], StepResult]] = {
+    "movie_plots": write_movie_plots,
+    "style_banks": learn_style_banks,
+    "keyframes": render_keyframes,
+    "qa_pairs": write_qa_pairs,
+    "eval_scores": evaluate_dataset,
+}

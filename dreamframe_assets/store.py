@@ -1,0 +1,227 @@
+"""Where the dataset lives on disk, and how its pieces are read and written.
+
+Asset key = DVC stage = folder: ``data/<asset>/``. Tables are Parquet; keyframes
+are one tar shard of PNGs per movie, so DVC tracks files in proportion to movies,
+not frames. Every write goes through ``write_if_changed``: re-materializing an
+unchanged asset rewrites nothing.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+from PIL import Image
+
+from .cache import write_if_changed
+from .plot import (
+    Character,
+    DialogueLine,
+    Frame,
+    Location,
+    Movie,
+    MoviePlot,
+    PlotQA,
+    Substory,
+    Tinystory,
+    as_row,
+)
+from .schemas import SCHEMAS, validate
+
+DATA_DIR = "data"
+PLOT_TABLES = ("movies", "characters", "substories", "tinystories", "frames", "dialogue", "plot_qa")
+
+
+def stage_dir(root: Path, stage: str) -> Path:
+    return Path(root) / DATA_DIR / stage
+
+
+# ---------------------------------------------------------------- tables
+def table_bytes(df: pl.DataFrame) -> bytes:
+    buf = io.BytesIO()
+    df.write_parquet(buf, compression="zstd", statistics=False)
+    return buf.getvalue()
+
+
+def empty_table(table: str) -> pl.DataFrame:
+    schema = SCHEMAS[table]
+    return pl.DataFrame(schema={name: col.dtype.type for name, col in schema.columns.items()})
+
+
+def rows_table(table: str, rows: list[dict]) -> pl.DataFrame:
+    """Rows as a table with exactly the schema's columns and dtypes."""
+    schema = {name: col.dtype.type for name, col in SCHEMAS[table].columns.items()}
+    return pl.DataFrame(rows, schema=schema, orient="row") if rows else empty_table(table)
+
+
+def write_table(path: Path, table: str, df: pl.DataFrame) -> bool:
+    """Validate and write; True if the file changed."""
+    validate(table, df, where=str(path))
+    return write_if_changed(path, table_bytes(df))
+
+
+def read_table(path: Path, table: str) -> pl.DataFrame:
+    """Read and validate an upstream table (the contract at the asset boundary)."""
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: missing; materialize the upstream asset first")
+    return validate(table, pl.read_parquet(path), where=str(path))
+
+
+# ---------------------------------------------------------------- plots
+def plot_to_json(plot: MoviePlot) -> bytes:
+    return json.dumps(asdict(plot), sort_keys=True, separators=(",", ":")).encode()
+
+
+def plot_from_json(data: bytes) -> MoviePlot:
+    d = json.loads(data)
+    m = d["movie"]
+    movie = Movie(
+        **{k: v for k, v in m.items() if k not in ("locations", "characters")},
+        locations=tuple(Location(**x) for x in m["locations"]),
+        characters=tuple(Character(**x) for x in m["characters"]),
+    )
+    return MoviePlot(
+        movie=movie,
+        substories=tuple(Substory(**x) for x in d["substories"]),
+        tinystories=tuple(Tinystory(**x) for x in d["tinystories"]),
+        frames=tuple(Frame(**{**x, "characters": tuple(x["characters"])}) for x in d["frames"]),
+        dialogue=tuple(DialogueLine(**x) for x in d["dialogue"]),
+        qa=tuple(PlotQA(**{**x, "evidence_frames": tuple(x["evidence_frames"])}) for x in d["qa"]),
+    )
+
+
+def plot_rows(plot: MoviePlot) -> dict[str, list[dict]]:
+    """One movie's plot as rows of the seven plot tables."""
+    m = plot.movie
+    movie_row = {
+        "movie_id": m.movie_id,
+        "theme": m.theme,
+        "title": m.title,
+        "genre": m.genre,
+        "overview": m.overview,
+        "style_description": m.style_description,
+        "style_keyword": m.style_keyword,
+        "locations": [loc.name for loc in m.locations],
+        "location_kinds": [loc.kind for loc in m.locations],
+    }
+    return {
+        "movies": [movie_row],
+        "characters": [{"movie_id": m.movie_id, **as_row(c)} for c in m.characters],
+        "substories": [as_row(x) for x in plot.substories],
+        "tinystories": [as_row(x) for x in plot.tinystories],
+        "frames": [as_row(x) for x in plot.frames],
+        "dialogue": [as_row(x) for x in plot.dialogue],
+        "plot_qa": [as_row(x) for x in plot.qa],
+    }
+
+
+def read_plots(root: Path) -> dict[str, MoviePlot]:
+    """Every movie's plot from the validated ``movie_plots`` tables, by movie_id."""
+    folder = stage_dir(root, "movie_plots")
+    t = {name: read_table(folder / f"{name}.parquet", name) for name in PLOT_TABLES}
+    by_movie = {name: _group(df) for name, df in t.items()}
+    plots = {}
+    for m in t["movies"].iter_rows(named=True):
+        mid = m["movie_id"]
+        rows = {name: by_movie[name].get(mid, []) for name in PLOT_TABLES}
+        movie = Movie(
+            movie_id=mid,
+            theme=m["theme"],
+            title=m["title"],
+            genre=m["genre"],
+            overview=m["overview"],
+            style_description=m["style_description"],
+            style_keyword=m["style_keyword"],
+            locations=tuple(Location(n, k) for n, k in zip(m["locations"], m["location_kinds"])),
+            characters=tuple(
+                Character(**{k: v for k, v in r.items() if k != "movie_id"}) for r in rows["characters"]
+            ),
+        )
+        frames = sorted(rows["frames"], key=lambda r: r["frame_index"])
+        plots[mid] = MoviePlot(
+            movie=movie,
+            substories=tuple(Substory(**r) for r in sorted(rows["substories"], key=lambda r: r["substory_index"])),
+            tinystories=tuple(
+                Tinystory(**r)
+                for r in sorted(rows["tinystories"], key=lambda r: (r["substory_index"], r["tinystory_index"]))
+            ),
+            frames=tuple(Frame(**{**r, "characters": tuple(r["characters"])}) for r in frames),
+            dialogue=tuple(DialogueLine(**r) for r in sorted(rows["dialogue"], key=lambda r: r["line_index"])),
+            qa=tuple(PlotQA(**{**r, "evidence_frames": tuple(r["evidence_frames"])}) for r in rows["plot_qa"]),
+        )
+        if [f.frame_index for f in plots[mid].frames] != list(range(len(frames))):
+            raise ValueError(f"movie_plots/frames.parquet: movie {mid!r} has gaps in frame_index")
+    return plots
+
+
+def _group(df: pl.DataFrame) -> dict[str, list[dict]]:
+    out: dict[str, list[dict]] = {}
+    for row in df.iter_rows(named=True):
+        out.setdefault(row["movie_id"], []).append(row)
+    return out
+
+
+# ---------------------------------------------------------------- images
+def png_bytes(image: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format="PNG", compress_level=6)
+    return buf.getvalue()
+
+
+def pack_shard(members: list[tuple[str, bytes]]) -> bytes:
+    """A deterministic tar (fixed mtime, owner, mode): same frames, same bytes."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            info.mtime = 0
+            info.mode = 0o644
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def shard_members(shard: bytes) -> dict[str, bytes]:
+    with tarfile.open(fileobj=io.BytesIO(shard), mode="r") as tar:
+        return {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}
+
+
+def read_shard(path: Path) -> dict[str, bytes]:
+    return shard_members(Path(path).read_bytes())
+
+
+def load_image(data: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+
+
+def contact_sheet(images: list[np.ndarray], columns: int) -> np.ndarray:
+    """Images in a grid (all the same size), for reference sheets and previews."""
+    h, w, _ = images[0].shape
+    rows = -(-len(images) // columns)
+    sheet = np.full((rows * h, columns * w, 3), 255, dtype=np.uint8)
+    for i, img in enumerate(images):
+        r, c = divmod(i, columns)
+        sheet[r * h : (r + 1) * h, c * w : (c + 1) * w] = img
+    return sheet
+
+
+def split_sheet(sheet: np.ndarray, count: int, size: int, columns: int) -> list[np.ndarray]:
+    return [
+        sheet[(i // columns) * size : (i // columns + 1) * size, (i % columns) * size : (i % columns + 1) * size]
+        for i in range(count)
+    ]
+
+
+def remove_stale(folder: Path, keep: set[str], pattern: str) -> list[str]:
+    """Delete files of movies no longer in the dataset (a Dagster run keeps old outputs)."""
+    removed = []
+    for path in folder.glob(pattern):
+        if path.name not in keep:
+            path.unlink()
+            removed.append(path.name)
+    return removed
