@@ -60,8 +60,9 @@ def _norm(text: str) -> str:
     return text.strip().rstrip(".").lower()
 
 
-def _source_pool(plot: MoviePlot, source: str) -> list[str]:
-    """The same field of every other item of the same table: candidate wrong answers."""
+def _source_pool(plot: MoviePlot, source: str) -> tuple[list[str], list[str]]:
+    """Candidate wrong answers: the same field of every other item of the same table
+    first, then other plot text of the same kind (events for events, places for places)."""
     table, index, name = source.split(":", 2)
     if table == "substory":
         items = [(str(s.substory_index), s) for s in plot.substories]
@@ -71,12 +72,15 @@ def _source_pool(plot: MoviePlot, source: str) -> list[str]:
         items = [(str(f.frame_index), f) for f in plot.frames]
     else:
         items = []
-    pool = [str(getattr(item, name)) for key, item in items if key != index]
+    same = [str(getattr(item, name)) for key, item in items if key != index and hasattr(item, name)]
     if name in ("scene", "location"):
-        pool += [loc.name for loc in plot.movie.locations]
-    if name == "held_object":
-        pool += list(OBJECTS)
-    return pool
+        related = [loc.name for loc in plot.movie.locations]
+    elif name == "held_object":
+        related = list(OBJECTS)
+    else:
+        related = [s.cause for s in plot.substories] + [s.outcome for s in plot.substories]
+        related += [t.content for t in plot.tinystories] + [s.content for s in plot.substories]
+    return same, related
 
 
 def describe_frame(plot: MoviePlot, frame: Frame) -> str:
@@ -132,21 +136,14 @@ def level_qa(plot: MoviePlot, rng: random.Random) -> list[dict]:
     """The plot's own QAs, with same-shape wrong options."""
     out = []
     for qa in plot.qa:
-        value = field_value(plot, qa.source)
-        start = qa.answer.lower().find(_norm(value))
-        if qa.qtype == "overview" or start < 0:
-            pool = _overview_variants(plot, qa.answer)
-        else:
-            end = start + len(_norm(value))
-            pool = [
-                qa.answer[:start] + other.strip().rstrip(".") + qa.answer[end:]
-                for other in _source_pool(plot, qa.source)
-            ]
-        distractors = _pick_distractors(qa.answer, pool, rng)
+        pools = _level_pools(plot, qa)
+        distractors: list[str] = []
+        for pool in pools:
+            if len(distractors) < OPTIONS - 1:
+                fresh = [p for p in pool if p not in distractors]
+                distractors += _pick_distractors(qa.answer, fresh, rng, OPTIONS - 1 - len(distractors))
         if len(distractors) < OPTIONS - 1:
-            distractors += _pick_distractors(
-                qa.answer, _overview_variants(plot, qa.answer), rng, OPTIONS - 1 - len(distractors)
-            )
+            continue  # too little plot to make three wrong answers of the same shape
         options, index = _shuffle(qa.answer, distractors, rng)
         out.append(
             dict(level=qa.level, qtype=qa.qtype, question=qa.question, answer=qa.answer,
@@ -154,6 +151,29 @@ def level_qa(plot: MoviePlot, rng: random.Random) -> list[dict]:
                  subject=None, source=qa.source)
         )
     return out
+
+
+def _level_pools(plot: MoviePlot, qa) -> list[list[str]]:
+    """Wrong answers in the answer's own sentence: its source value swapped for another."""
+    value = _norm(field_value(plot, qa.source))
+    start = qa.answer.lower().find(value)
+    if qa.qtype == "overview" or start < 0 or not value:
+        return [_overview_variants(plot, qa.answer)]
+    end = start + len(value)
+
+    def splice(other: str) -> str:
+        piece = other.strip().rstrip(".")
+        piece = piece[:1].upper() + piece[1:] if start == 0 else _lower_first(piece)
+        return qa.answer[:start] + piece + qa.answer[end:]
+
+    same, related = _source_pool(plot, qa.source)
+    return [[splice(o) for o in same], [splice(o) for o in related], _overview_variants(plot, qa.answer)]
+
+
+def _lower_first(text: str) -> str:
+    """Lower-case a leading capital unless it starts a name-like word ("The" -> "the")."""
+    first = text.split(" ", 1)[0]
+    return text[0].lower() + text[1:] if first in ("The", "A", "An", "They", "He", "She", "It") else text
 
 
 def _overview_variants(plot: MoviePlot, text: str) -> list[str]:
