@@ -1,0 +1,46 @@
+"""The dreamframe command as DVC stages and users call it."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+BIN = Path(sys.executable).parent
+
+
+def dreamframe(root: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "DAGSTER_HOME": str(root / ".dagster")}
+    env.pop("DREAMFRAME_ROOT", None)
+    return subprocess.run([BIN / "dreamframe", *args], cwd=root, env=env, capture_output=True, text=True)
+
+
+def test_bad_params_fail_before_any_work_naming_the_key(project):
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["keyframes"]["width"] = -5
+    (project / "params.yaml").write_text(yaml.safe_dump(params))
+    run = dreamframe(project, "materialize", "movie_plots")
+    assert run.returncode == 2
+    assert "keyframes.width" in run.stderr
+    assert not (project / "data").exists()
+
+
+def test_materialize_records_in_the_project_instance_and_summary_reports(project):
+    run = dreamframe(project, "materialize")
+    assert run.returncode == 0, run.stderr
+    from dagster import AssetKey, DagsterInstance
+
+    instance = DagsterInstance.from_config(str(project / ".dagster"))
+    assert instance.get_latest_materialization_event(AssetKey("eval_scores")) is not None
+    summary = dreamframe(project, "summary")
+    assert summary.returncode == 0
+    assert "3 movies, 36 keyframes" in summary.stdout
+    assert str(project / "data") in summary.stdout.replace("\n", "")
+    check = dreamframe(project, "check")
+    assert check.returncode == 0 and "all checks passed" in check.stdout
+
+
+def test_unknown_asset_is_a_usage_error(project):
+    run = dreamframe(project, "materialize", "movie_plot")
+    assert run.returncode != 0 and "unknown asset" in run.stderr
