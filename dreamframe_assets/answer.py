@@ -80,8 +80,8 @@ class OracleAnswerer:
             )
             return _find(qa.options, describe_frame(plot, target))
         if qa.qtype == "speaker":
-            for line in plot.dialogue:
-                if f'"{line.text}"' in qa.question:
-                    return _find(qa.options, plot.character(line.speaker).appearance)
-            return -1
+            speakers = {line.speaker for line in plot.dialogue if f'"{line.text}"' in qa.question}
+            if len(speakers) != 1:
+                return -1
+            return _find(qa.options, plot.character(speakers.pop()).appearance)
         return -1

@@ -44,13 +44,18 @@ def _selection(assets: list[str]) -> list[str]:
 
 
 def _failures(result) -> list[str]:
+    """What went wrong, one message per failed asset or check, without Dagster's wrapping."""
     messages = []
     for event in result.all_events:
         if event.is_step_failure and event.step_failure_data and event.step_failure_data.error:
             error = event.step_failure_data.error
-            while error.cause is not None and error.cls_name in ("DagsterExecutionStepExecutionError",):
+            if error.cls_name == "DagsterAssetCheckFailedError":
+                continue  # reported from the check's own evaluation below
+            while error.cause is not None and error.cls_name == "DagsterExecutionStepExecutionError":
                 error = error.cause
-            messages.append(f"{event.step_key}: {error.message.strip()}")
+            text = error.message.strip()
+            text = text.split(": ", 1)[1] if text.startswith(f"{error.cls_name}: ") else text
+            messages.append(f"{event.step_key}: {text}")
         if event.event_type_value == "ASSET_CHECK_EVALUATION":
             evaluation = event.event_specific_data
             if not evaluation.passed:
@@ -74,7 +79,18 @@ def run_dagster(root: Path, assets: list[str], checks_only: bool = False) -> boo
         instance=use_instance(root),
         resources={"workspace": defs.resources["workspace"]},
         raise_on_error=False,
+        run_config={"loggers": {"console": {"config": {"log_level": os.environ.get("DREAMFRAME_LOG_LEVEL", "WARNING")}}}},
     )
+    for event in result.get_asset_materialization_events():
+        mat = event.event_specific_data.materialization
+        md = {k: v.value for k, v in mat.metadata.items()}
+        counts = ", ".join(f"{v} {k[6:]}" for k, v in md.items() if k.startswith("count_"))
+        state = "unchanged" if md.get("no_op") else f"{len(md.get('files_written', []))} file(s) written"
+        console.print(
+            f"[green]{mat.asset_key.to_user_string()}[/green]: {counts}; cache {md.get('cache_hits', 0)} hit(s), "
+            f"{md.get('cache_misses', 0)} miss(es); {state}; {md.get('seconds', 0):.1f}s",
+            highlight=False,
+        )
     for message in _failures(result):
         err.print(f"[red]error[/red] {message}", highlight=False)
     return result.success

@@ -12,6 +12,7 @@ structured frames, which is what the keyframes draw. No qtype may exceed
 from __future__ import annotations
 
 import random
+from collections import Counter
 from dataclasses import dataclass
 
 from .cache import digest
@@ -290,7 +291,10 @@ def _order_questions(plot: MoviePlot, rng: random.Random) -> list[dict]:
 
 def _speaker_questions(plot: MoviePlot, rng: random.Random) -> list[dict]:
     out = []
+    said = Counter(line.text for line in plot.dialogue)
     for line in plot.dialogue[::2]:
+        if said[line.text] > 1:
+            continue  # the same words from two mouths: "who says" would have no one answer
         answer = plot.character(line.speaker).appearance
         distractors = _pick_distractors(answer, _person_pool(plot, exclude={line.speaker}), rng)
         if len(distractors) < OPTIONS - 1:
