@@ -26,7 +26,7 @@ test: setup
 
 # The Dagster UI on loopback; it reads the same instance `make run` writes to.
 ui: setup
-	$(BIN)/dagster dev -h 127.0.0.1 -p 3000 -w workspace.yaml
+	DREAMFRAME_ROOT=$(CURDIR) $(BIN)/dagster dev -h 127.0.0.1 -p 3000 -w workspace.yaml
 
 bench: setup
 	$(BIN)/python bench/bench_pipeline.py
