@@ -56,10 +56,11 @@ def style_descriptor(image: np.ndarray) -> np.ndarray:
     return np.concatenate([hist, tone / (np.linalg.norm(tone) or 1.0)])
 
 
-def style_consistency(keyframes: dict[str, list[np.ndarray]]) -> dict[str, float]:
-    movies = [m for m in keyframes if keyframes[m]]
-    desc = [style_descriptor(img) for m in movies for img in keyframes[m]]
-    owner = np.array([i for i, m in enumerate(movies) for _ in keyframes[m]])
+def style_consistency(descriptors: dict[str, list[np.ndarray]]) -> dict[str, float]:
+    """Within-movie, across-movie and adjacent-frame similarity of style descriptors."""
+    movies = [m for m in descriptors if len(descriptors[m])]
+    desc = [np.asarray(x, dtype=np.float32) for m in movies for x in descriptors[m]]
+    owner = np.array([i for i, m in enumerate(movies) for _ in descriptors[m]])
     if len(desc) < 2:
         return {"within_movie": 0.0, "across_movies": 0.0, "adjacent": 0.0, "separation": 0.0}
     d = np.stack(desc)
@@ -79,27 +80,32 @@ def style_consistency(keyframes: dict[str, list[np.ndarray]]) -> dict[str, float
     }
 
 
-def evaluate(
-    plots: dict[str, MoviePlot],
-    qas: list[QA],
-    keyframes: dict[str, list[np.ndarray]],
-    answerers: list[Any],
-) -> dict[str, Any]:
+def movie_scores(plot: MoviePlot, qas: list[QA], images: list[np.ndarray], answerers: list[Any]) -> dict[str, Any]:
+    """The per-movie part of evaluation (the expensive part, cached per movie)."""
+    return {
+        "picks": {a.name: [int(i) for i in a.answer(plot, qas)] for a in answerers},
+        "descriptors": [style_descriptor(img).round(5).tolist() for img in images],
+    }
+
+
+def summarize(plots: dict[str, MoviePlot], qas: list[QA], scores: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Dataset metrics from the per-movie scores; ``qas`` in the order of ``scores``' picks."""
     by_movie: dict[str, list[QA]] = {}
     for qa in qas:
         by_movie.setdefault(qa.movie_id, []).append(qa)
+    names = list(next(iter(scores.values()))["picks"]) if scores else []
     acc = {}
-    for answerer in answerers:
+    for name in names:
         ordered, picks = [], []
         for mid, movie_qas in by_movie.items():
             ordered += movie_qas
-            picks += answerer.answer(plots[mid], movie_qas)
-        acc[answerer.name] = accuracy(ordered, picks)
+            picks += scores[mid]["picks"][name]
+        acc[name] = accuracy(ordered, picks)
     return {
         "counts": {
             "movies": len(plots),
             "frames": sum(len(p.frames) for p in plots.values()),
-            "keyframes": sum(len(v) for v in keyframes.values()),
+            "keyframes": sum(len(s["descriptors"]) for s in scores.values()),
             "qa_pairs": len(qas),
             "dialogue_lines": sum(len(p.dialogue) for p in plots.values()),
         },
@@ -108,5 +114,19 @@ def evaluate(
         "genre_share": _shares(p.movie.genre for p in plots.values()),
         "answer_position_share": _shares(str(qa.answer_index) for qa in qas),
         "accuracy": acc,
-        "style_consistency": style_consistency(keyframes),
+        "style_consistency": style_consistency({m: s["descriptors"] for m, s in scores.items()}),
     }
+
+
+def evaluate(
+    plots: dict[str, MoviePlot],
+    qas: list[QA],
+    keyframes: dict[str, list[np.ndarray]],
+    answerers: list[Any],
+) -> dict[str, Any]:
+    """All metrics in one call (what ``summarize`` gives from uncached per-movie scores)."""
+    by_movie: dict[str, list[QA]] = {mid: [] for mid in plots}
+    for qa in qas:
+        by_movie[qa.movie_id].append(qa)
+    scores = {mid: movie_scores(plots[mid], by_movie[mid], keyframes[mid], answerers) for mid in plots}
+    return summarize(plots, qas, scores)

@@ -315,16 +315,34 @@ def read_qa(root: Path) -> list[QA]:
 # ---------------------------------------------------------------- eval_scores
 def evaluate_dataset(root: Path, params: Params) -> StepResult:
     """Counts, qtype mix, answerer accuracies and style consistency -> metrics.json."""
-    from .evaluate import evaluate
+    from . import answer, evaluate
 
     t0 = time.perf_counter()
     p = params.eval_scores
     plots = read_plots(root)
     qas = read_qa(root)
-    keyframes = {mid: read_keyframes(root, mid) for mid in plots}
+    index = read_table(stage_dir(root, "keyframes") / "keyframes.parquet", "keyframes")
     answerers = [backends.ANSWERERS[name](p.seed) for name in p.answerers]
-    metrics = evaluate(plots, qas, keyframes, answerers)
-    cache = ItemCache(root, "eval_scores")  # evaluation is cheap: nothing cached yet
+    cache = ItemCache(root, "eval_scores")
+    code = source_version(evaluate, answer)
+    by_movie: dict[str, list[QA]] = {mid: [] for mid in plots}
+    for qa in qas:
+        by_movie[qa.movie_id].append(qa)
+    shas = {mid: index.filter(pl.col("movie_id") == mid).sort("frame_index")["sha"].to_list() for mid in plots}
+
+    def compute(mid: str) -> Callable[[], bytes]:
+        def run() -> bytes:
+            scores = evaluate.movie_scores(plots[mid], by_movie[mid], read_keyframes(root, mid), answerers)
+            return json.dumps(scores).encode()
+        return run
+
+    items = []
+    for mid, plot in plots.items():
+        key = digest("eval_scores", code, p.answerers, p.seed, plot_to_json(plot).decode(),
+                     [as_row(q) for q in by_movie[mid]], shas[mid])
+        items.append((mid, key, compute(mid)))
+    scores = {mid: json.loads(data) for mid, data in _run_items(cache, items).items()}
+    metrics = evaluate.summarize(plots, [qa for mid in plots for qa in by_movie[mid]], scores)
     files = {stage_dir(root, "eval_scores") / "metrics.json": (json.dumps(metrics, indent=2, sort_keys=True) + "\n").encode()}
     return _finish("eval_scores", root, files, cache, t0, counts=metrics["counts"], extra={"metrics": metrics})
 

@@ -1,7 +1,7 @@
 import numpy as np
 
 from dreamframe_assets.answer import OracleAnswerer, RandomAnswerer
-from dreamframe_assets.evaluate import accuracy, evaluate, style_consistency
+from dreamframe_assets.evaluate import accuracy, evaluate, style_consistency, style_descriptor
 from dreamframe_assets.qa import QA, OfflineQAWriter
 
 
@@ -18,7 +18,8 @@ def test_accuracy_by_hand():
 
 
 def _movie(rng, base, noise, n=6):
-    return [np.clip(rng.normal(base, noise, (32, 32, 3)), 0, 255).astype(np.uint8) for _ in range(n)]
+    images = [np.clip(rng.normal(base, noise, (32, 32, 3)), 0, 255).astype(np.uint8) for _ in range(n)]
+    return [style_descriptor(img) for img in images]
 
 
 def test_style_consistency_separates_movies_of_different_looks():
