@@ -81,6 +81,29 @@ def test_a_param_change_reruns_only_the_stages_that_read_it(repo):
     sh(repo, "git", "commit", "-qm", "v2")
 
 
+def latest(root: Path, stage: str) -> dict:
+    from dagster import AssetKey, DagsterInstance
+
+    instance = DagsterInstance.from_config(str(root / ".dagster"))
+    event = instance.get_latest_materialization_event(AssetKey(stage))
+    return {k: v.value for k, v in event.asset_materialization.metadata.items()}
+
+
+def test_changing_one_theme_redoes_one_movie_per_stage(repo):
+    dvc = str(BIN / "dvc")
+    sh(repo, dvc, "repro")
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["movie_plots"]["themes"][2] = "A kite maker races the autumn wind"
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    out = sh(repo, dvc, "repro")
+    assert ran(out) == {"movie_plots", "style_banks", "keyframes", "qa_pairs", "eval_scores"}
+    for stage in ["movie_plots", "style_banks", "keyframes", "qa_pairs", "eval_scores"]:
+        md = latest(repo, stage)
+        assert (md["cache_misses"], md["cache_hits"]) == (1, 2), stage
+    sh(repo, "git", "add", "-A")
+    sh(repo, "git", "commit", "-qm", "new theme")
+
+
 def test_experiments_and_metrics(repo):
     dvc = str(BIN / "dvc")
     sh(repo, dvc, "repro")
