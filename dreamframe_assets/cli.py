@@ -107,7 +107,7 @@ def materialize(
         load_params(root)  # bad params fail here, before any work
     except ParamsError as exc:
         err.print(f"[red]error[/red] {exc}", highlight=False)
-        raise typer.Exit(2)
+        raise typer.Exit(2) from None
     if not run_dagster(root, _selection(assets or [])):
         raise typer.Exit(1)
 

@@ -830,7 +830,7 @@ def _draw_head(pen: _Pen, j, skin: RGB, hair: RGB, expression: str, action: str,
         d.ellipse([tx - t, ty - t, tx + t, ty + t * 1.6], fill=TEAR)
     if talking:  # speech marks beside the mouth
         ox = cx + r * 1.25
-        for k, dy in enumerate((-0.5, 0.0, 0.5)):
+        for dy in (-0.5, 0.0, 0.5):
             d.line([(ox, my + dy * r * 0.9 - 0.2 * r), (ox + 0.5 * r, my + dy * r * 1.5 - 0.2 * r)], fill=INK, width=max(1, fw))
 
 

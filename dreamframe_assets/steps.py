@@ -43,7 +43,6 @@ from .store import (
     rows_table,
     split_sheet,
     stage_dir,
-    write_table,
 )
 
 SHEET_COLUMNS = 4
@@ -133,7 +132,7 @@ def write_movie_plots(root: Path, params: Params) -> StepResult:
     done = _run_items(cache, items)
 
     rows: dict[str, list[dict]] = {name: [] for name in PLOT_TABLES}
-    for mid, data in done.items():
+    for data in done.values():
         for name, table_rows in plot_rows(plot_from_json(data)).items():
             rows[name].extend(table_rows)
     folder = stage_dir(root, "movie_plots")

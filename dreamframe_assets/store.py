@@ -18,7 +18,6 @@ import numpy as np
 import polars as pl
 from PIL import Image
 
-from .cache import write_if_changed
 from .plot import (
     Character,
     DialogueLine,
@@ -57,12 +56,6 @@ def rows_table(table: str, rows: list[dict]) -> pl.DataFrame:
     """Rows as a table with exactly the schema's columns and dtypes."""
     schema = {name: col.dtype.type for name, col in SCHEMAS[table].columns.items()}
     return pl.DataFrame(rows, schema=schema, orient="row") if rows else empty_table(table)
-
-
-def write_table(path: Path, table: str, df: pl.DataFrame) -> bool:
-    """Validate and write; True if the file changed."""
-    validate(table, df, where=str(path))
-    return write_if_changed(path, table_bytes(df))
 
 
 def read_table(path: Path, table: str) -> pl.DataFrame:

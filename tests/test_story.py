@@ -17,6 +17,7 @@ from dreamframe_assets.plot import (
     OBJECTS,
     MoviePlot,
 )
+from dreamframe_assets.qa import field_value
 from dreamframe_assets.story import (
     FEMALE_NAMES,
     GENRE_MIX,
@@ -67,23 +68,11 @@ def default_plots() -> list[MoviePlot]:
 
 
 def resolve(plot: MoviePlot, source: str) -> str:
-    """The text value a QA's source points at."""
+    """The text value a QA's source points at (the lookup the QA writer and oracle use)."""
     table, index, field = source.split(":")
-    if table == "movie":
-        assert index == ""
-        item = plot.movie
-    elif table == "substory":
-        item = plot.substories[int(index)]
-    elif table == "tinystory":
-        i, j = (int(x) for x in index.split("."))
-        item = next(t for t in plot.tinystories if (t.substory_index, t.tinystory_index) == (i, j))
-    elif table == "frame":
-        item = plot.frames[int(index)]
-        assert item.frame_index == int(index)
-    else:
-        raise AssertionError(f"bad table in {source!r}")
-    assert field in {f.name for f in fields(item)}, source
-    return str(getattr(item, field))
+    assert table in {"movie", "substory", "tinystory", "frame"}, source
+    assert (index == "") == (table == "movie"), source
+    return field_value(plot, source)
 
 
 def same_field_values(plot: MoviePlot, source: str) -> list[str]:
