@@ -9,7 +9,7 @@ falls back to a default would cost a whole dataset build.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -29,6 +29,54 @@ class _Group(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
+class LLMParams(_Group):
+    """A chat model: an OpenAI-compatible server (vLLM, Ollama, llama.cpp, OpenAI) or local transformers."""
+
+    client: Literal["openai", "transformers"] = "openai"
+    model: str = ""  # server model name, or a hub id / local folder for transformers
+    base_url: str = "http://127.0.0.1:8000/v1"
+    api_key_env: str = "OPENAI_API_KEY"  # the NAME of the environment variable holding the key
+    temperature: Annotated[float, Field(ge=0.0, le=2.0)] = 0.7
+    top_p: Annotated[float, Field(gt=0.0, le=1.0)] = 1.0
+    max_tokens: Count = 4096
+    seed: Seed = 0
+    concurrency: Count = 8  # requests in flight at once
+    timeout: Annotated[float, Field(gt=0.0)] = 120.0  # seconds per request
+    max_retries: Annotated[int, Field(ge=0)] = 5  # on 429, 5xx and timeouts
+    json_mode: bool = True  # ask the server for structured (JSON) output
+    device: str = "auto"  # transformers only
+    dtype: str = "auto"  # transformers only
+    batch_size: Count = 8  # transformers only: prompts generated together
+
+
+class DiffusionParams(_Group):
+    """A diffusers text-to-image pipeline (SD 1.x / 2.x / SDXL, hub id or local folder)."""
+
+    model: str = "stabilityai/stable-diffusion-xl-base-1.0"
+    pipeline: Literal["auto", "sd", "sdxl"] = "auto"
+    refiner: str = ""  # e.g. stabilityai/stable-diffusion-xl-refiner-1.0: base + refiner ensemble
+    refiner_start: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.75  # the base denoises to here
+    steps: Count = 40
+    guidance_scale: Annotated[float, Field(ge=0.0)] = 7.5
+    negative_prompt: str = ""
+    batch_size: Count = 4
+    device: str = "auto"
+    dtype: str = "auto"
+    attention_slicing: bool = False
+    cpu_offload: bool = False
+    character_seeds: bool = False  # keyframes: fixed per-character seed offsets
+
+
+class TextualInversionParams(_Group):
+    """Learning one style token per movie (the method's Style Immobilization)."""
+
+    steps: Count = 400  # optimizer steps
+    learning_rate: Annotated[float, Field(gt=0.0)] = 1e-3
+    final_learning_rate: Annotated[float, Field(gt=0.0)] = 3e-4
+    gradient_accumulation: Count = 2
+    resolution: Annotated[int, Field(ge=32, le=2048)] = 768
+
+
 class MoviePlotsParams(_Group):
     themes: list[str] = []
     themes_file: str = "themes.txt"  # one theme a line; '#' starts a comment
@@ -36,28 +84,33 @@ class MoviePlotsParams(_Group):
     tinystories: Count = 3  # m: tinystories per substory (level 2)
     frames: Count = 5  # n: frames per tinystory (level 3)
     seed: Seed = 0
-    writer: str = "offline"
+    writer: str = "offline"  # offline | llm
+    llm: LLMParams = LLMParams()
 
 
 class StyleBanksParams(_Group):
-    learner: str = "offline"
+    learner: str = "offline"  # offline | textual_inversion
     references: Count = 6  # style reference images per movie
     size: Pixels = 128  # reference image side, px
     seed: Seed = 0
+    diffusion: DiffusionParams = DiffusionParams()
+    textual_inversion: TextualInversionParams = TextualInversionParams()
 
 
 class KeyframesParams(_Group):
-    renderer: str = "offline"
+    renderer: str = "offline"  # offline | diffusion
     width: Pixels = 256
     height: Pixels = 256
     seed: Seed = 0
+    diffusion: DiffusionParams = DiffusionParams()
 
 
 class QAPairsParams(_Group):
-    writer: str = "offline"
+    writer: str = "offline"  # offline | llm
     max_qtype_share: Annotated[float, Field(gt=0.0, le=1.0)] = 0.3
     grounded_per_frame: Annotated[float, Field(ge=0.0, le=10.0)] = 2.5
     seed: Seed = 0
+    llm: LLMParams = LLMParams()
 
 
 class EvalScoresParams(_Group):

@@ -184,6 +184,18 @@ class PlotQA:
 
 
 @dataclass(frozen=True)
+class Quarantined:
+    """A model answer that could not be used: kept with its prompt and the reason, never dropped."""
+
+    movie_id: str
+    stage: str  # "movie_plots" or "qa_pairs"
+    step: str  # where in the stage, e.g. "level1", "level3:1.2", "qa:0.1"
+    prompt: str  # the request's messages, as JSON
+    response: str  # the raw text the model returned ("" if none)
+    reason: str  # why it was not used
+
+
+@dataclass(frozen=True)
 class MoviePlot:
     movie: Movie
     substories: tuple[Substory, ...]
@@ -191,6 +203,7 @@ class MoviePlot:
     frames: tuple[Frame, ...]
     dialogue: tuple[DialogueLine, ...]
     qa: tuple[PlotQA, ...] = field(default=())
+    quarantine: tuple[Quarantined, ...] = field(default=())  # parts a model failed to write
 
     def character(self, char_id: str) -> Character:
         for c in self.movie.characters:

@@ -16,7 +16,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 from .cache import digest
-from .plot import ACTION_VERBS, ACTIONS, CLOTHING_COLOURS, OBJECTS, Frame, MoviePlot
+from .plot import ACTION_VERBS, ACTIONS, CLOTHING_COLOURS, OBJECTS, Frame, MoviePlot, Quarantined
 
 OPTIONS = 4
 NUMBER_WORDS = ("one", "two", "three", "four", "five", "six")
@@ -37,6 +37,18 @@ class QA:
     evidence_frames: tuple[int, ...]
     subject: str | None
     source: str
+
+
+@dataclass(frozen=True)
+class QABatch:
+    """A QA writer's output for one movie, with whatever a model failed to write."""
+
+    qas: tuple[QA, ...]
+    quarantine: tuple[Quarantined, ...] = ()
+
+
+def number_qas(movie_id: str, rows: list[dict]) -> tuple[QA, ...]:
+    return tuple(QA(movie_id=movie_id, qa_id=f"{movie_id}-q{i:04d}", **row) for i, row in enumerate(rows))
 
 
 # ---------------------------------------------------------------- plot lookups
@@ -332,11 +344,7 @@ class OfflineQAWriter:
     def identity(self) -> str:
         return "offline-qa/1"
 
-    def write(self, plot: MoviePlot, grounded_per_frame: float, max_qtype_share: float, seed: int) -> list[QA]:
+    def write(self, plot: MoviePlot, grounded_per_frame: float, max_qtype_share: float, seed: int) -> QABatch:
         rng = random.Random(digest("qa", plot.movie.movie_id, seed))
         rows = level_qa(plot, rng) + grounded_qa(plot, grounded_per_frame, rng)
-        rows = cap_qtypes(rows, max_qtype_share)
-        movie_id = plot.movie.movie_id
-        return [
-            QA(movie_id=movie_id, qa_id=f"{movie_id}-q{i:04d}", **row) for i, row in enumerate(rows)
-        ]
+        return QABatch(number_qas(plot.movie.movie_id, cap_qtypes(rows, max_qtype_share)))

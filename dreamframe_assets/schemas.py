@@ -149,6 +149,17 @@ SCHEMAS: dict[str, pa.DataFrameSchema] = {
         },
         strict=True,
     ),
+    "quarantine": pa.DataFrameSchema(
+        {
+            "movie_id": _text(),
+            "stage": pa.Column(Str, pa.Check.isin(["movie_plots", "qa_pairs"])),
+            "step": _text(),
+            "prompt": pa.Column(Str),
+            "response": pa.Column(Str),
+            "reason": _text(),
+        },
+        strict=True,
+    ),
     "styles": pa.DataFrameSchema(
         {
             "movie_id": _text(unique=True),

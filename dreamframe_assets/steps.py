@@ -143,7 +143,8 @@ def write_movie_plots(root: Path, params: Params) -> StepResult:
         files[folder / f"{name}.parquet"] = table_bytes(df)
     frames = rows_table("frames", rows["frames"])
     counts = {"movies": len(done), "frames": len(rows["frames"]), "dialogue_lines": len(rows["dialogue"]),
-              "plot_qa": len(rows["plot_qa"]), "substories": len(rows["substories"])}
+              "plot_qa": len(rows["plot_qa"]), "substories": len(rows["substories"]),
+              "quarantined": len(rows["quarantine"])}
     preview = rows_table("movies", rows["movies"]).select("movie_id", "title", "genre", "style_keyword", "theme")
     return _finish("movie_plots", root, files, cache, t0, counts=counts, preview=preview,
                    extra={"actions": frames["action"].value_counts().sort("action").to_dicts()})
@@ -277,8 +278,9 @@ def write_qa_pairs(root: Path, params: Params) -> StepResult:
 
     def compute(plot: MoviePlot) -> Callable[[], bytes]:
         def run() -> bytes:
-            qas = writer.write(plot, p.grounded_per_frame, p.max_qtype_share, p.seed)
-            return json.dumps([as_row(q) for q in qas]).encode()
+            batch = writer.write(plot, p.grounded_per_frame, p.max_qtype_share, p.seed)
+            return json.dumps({"qa": [as_row(q) for q in batch.qas],
+                               "quarantine": [as_row(q) for q in batch.quarantine]}).encode()
         return run
 
     items = []
@@ -288,17 +290,23 @@ def write_qa_pairs(root: Path, params: Params) -> StepResult:
         items.append((mid, key, compute(plot)))
     done = _run_items(cache, items)
 
-    rows = [row for data in done.values() for row in json.loads(data)]
+    items_out = [json.loads(data) for data in done.values()]
+    rows = [row for item in items_out for row in item["qa"]]
+    quarantined = [row for item in items_out for row in item["quarantine"]]
     missing = [(r["qa_id"], f) for r in rows for f in r["evidence_frames"] if (r["movie_id"], f) not in drawn]
     if missing:
         raise StepError(f"qa_pairs: {len(missing)} evidence frame(s) have no keyframe, e.g. {missing[:5]}")
     table = rows_table("qa", rows)
     validate("qa", table, where="qa_pairs/qa.parquet")
-    files = {stage_dir(root, "qa_pairs") / "qa.parquet": table_bytes(table)}
+    quarantine = rows_table("quarantine", quarantined)
+    validate("quarantine", quarantine, where="qa_pairs/quarantine.parquet")
+    folder = stage_dir(root, "qa_pairs")
+    files = {folder / "qa.parquet": table_bytes(table), folder / "quarantine.parquet": table_bytes(quarantine)}
     shares = table["qtype"].value_counts(normalize=True).sort("qtype")
     return _finish("qa_pairs", root, files, cache, t0,
                    counts={"movies": len(done), "qa_pairs": len(rows),
-                           "grounded": int(table["qtype"].is_in(GROUNDED_QTYPES).sum())},
+                           "grounded": int(table["qtype"].is_in(GROUNDED_QTYPES).sum()),
+                           "quarantined": len(quarantined)},
                    preview=table.select("qa_id", "qtype", "question", "answer").head(10),
                    extra={"qtype_share": dict(zip(shares["qtype"], shares["proportion"]))})
 

@@ -26,6 +26,7 @@ from .plot import (
     Movie,
     MoviePlot,
     PlotQA,
+    Quarantined,
     Substory,
     Tinystory,
     as_row,
@@ -33,7 +34,7 @@ from .plot import (
 from .schemas import SCHEMAS, validate
 
 DATA_DIR = "data"
-PLOT_TABLES = ("movies", "characters", "substories", "tinystories", "frames", "dialogue", "plot_qa")
+PLOT_TABLES = ("movies", "characters", "substories", "tinystories", "frames", "dialogue", "plot_qa", "quarantine")
 
 
 def stage_dir(root: Path, stage: str) -> Path:
@@ -85,6 +86,7 @@ def plot_from_json(data: bytes) -> MoviePlot:
         frames=tuple(Frame(**{**x, "characters": tuple(x["characters"])}) for x in d["frames"]),
         dialogue=tuple(DialogueLine(**x) for x in d["dialogue"]),
         qa=tuple(PlotQA(**{**x, "evidence_frames": tuple(x["evidence_frames"])}) for x in d["qa"]),
+        quarantine=tuple(Quarantined(**x) for x in d.get("quarantine", ())),
     )
 
 
@@ -110,6 +112,7 @@ def plot_rows(plot: MoviePlot) -> dict[str, list[dict]]:
         "frames": [as_row(x) for x in plot.frames],
         "dialogue": [as_row(x) for x in plot.dialogue],
         "plot_qa": [as_row(x) for x in plot.qa],
+        "quarantine": [as_row(x) for x in plot.quarantine],
     }
 
 
@@ -146,6 +149,7 @@ def read_plots(root: Path) -> dict[str, MoviePlot]:
             frames=tuple(Frame(**{**r, "characters": tuple(r["characters"])}) for r in frames),
             dialogue=tuple(DialogueLine(**r) for r in sorted(rows["dialogue"], key=lambda r: r["line_index"])),
             qa=tuple(PlotQA(**{**r, "evidence_frames": tuple(r["evidence_frames"])}) for r in rows["plot_qa"]),
+            quarantine=tuple(Quarantined(**r) for r in rows["quarantine"]),
         )
         if [f.frame_index for f in plots[mid].frames] != list(range(len(frames))):
             raise ValueError(f"movie_plots/frames.parquet: movie {mid!r} has gaps in frame_index")

@@ -33,7 +33,7 @@ def test_style_consistency_separates_movies_of_different_looks():
 
 
 def test_evaluate_counts_and_answerers(plot):
-    qas = OfflineQAWriter().write(plot, 2.0, 0.3, 0)
+    qas = list(OfflineQAWriter().write(plot, 2.0, 0.3, 0).qas)
     frames = {plot.movie.movie_id: [np.zeros((8, 8, 3), np.uint8)] * len(plot.frames)}
     m = evaluate({plot.movie.movie_id: plot}, qas, frames, [RandomAnswerer(), OracleAnswerer()])
     assert m["counts"] == {"movies": 1, "frames": 6, "keyframes": 6, "qa_pairs": len(qas), "dialogue_lines": 3}

@@ -8,7 +8,7 @@ from dreamframe_assets.plot import as_row
 
 
 def write(plot, per_frame=3.0, share=1.0, seed=0):
-    return OfflineQAWriter().write(plot, grounded_per_frame=per_frame, max_qtype_share=share, seed=seed)
+    return list(OfflineQAWriter().write(plot, grounded_per_frame=per_frame, max_qtype_share=share, seed=seed).qas)
 
 
 def test_every_qa_has_four_distinct_options_one_correct_and_evidence(plot):
