@@ -38,6 +38,7 @@ def sh(root: Path, *cmd: str) -> float:
 def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="dreamframe-bench-"))
     try:
+        shutil.copytree(REPO / "stories", root / "stories")
         for name in ["dvc.yaml", "params.yaml", "themes.txt", "workspace.yaml", ".gitignore"]:
             shutil.copy(REPO / name, root / name)
         shutil.copytree(REPO / "dreamframe_assets", root / "dreamframe_assets", ignore=shutil.ignore_patterns("__pycache__"))

@@ -159,3 +159,23 @@ def summary(root: RootOption = None) -> None:
     for qtype, share in m["qtype_share"].items():
         scores.add_row(f"qtype_share.{qtype}", f"{share:.3f}")
     console.print(scores)
+
+
+@app.command()
+def export(
+    out: Annotated[Path, typer.Argument(help="Folder to write into.")],
+    format: Annotated[str, typer.Option("--format", help="authors: the paper authors' story JSON, one file per movie.")] = "authors",
+    root: RootOption = None,
+) -> None:
+    """Export the built movies to another format."""
+    from .authors import export_story
+    from .store import read_plots
+
+    if format != "authors":
+        err.print(f"[red]error[/red] --format: unknown format {format!r} (known: authors)")
+        raise typer.Exit(2)
+    plots = read_plots(project_root(root))
+    out.mkdir(parents=True, exist_ok=True)
+    for movie_id, plot in plots.items():
+        (out / f"{movie_id}.json").write_text(json.dumps(export_story(plot), indent=2, ensure_ascii=False) + "\n")
+    console.print(f"wrote {len(plots)} movie(s) to {out}")

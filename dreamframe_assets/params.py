@@ -80,6 +80,7 @@ class TextualInversionParams(_Group):
 class MoviePlotsParams(_Group):
     themes: list[str] = []
     themes_file: str = "themes.txt"  # one theme a line; '#' starts a comment
+    stories_dir: str = "stories"  # story files in the paper authors' JSON format, imported as movies
     substories: Count = 2  # l: substories per movie (level 1)
     tinystories: Count = 3  # m: tinystories per substory (level 2)
     frames: Count = 5  # n: frames per tinystory (level 3)
@@ -181,8 +182,16 @@ def load_themes(root: Path, params: MoviePlotsParams) -> list[str]:
         if key in seen:
             raise ParamsError(f"{where}: theme {theme!r} is given twice (also at {seen[key]})")
         seen[key] = where
-    if not themes:
+    if not themes and not story_files(root, params):
         raise ParamsError(
             "movie_plots.themes: no themes (give some inline or in movie_plots.themes_file)"
         )
     return [" ".join(t.split()) for t, _ in themes]
+
+
+def story_files(root: Path, params: MoviePlotsParams) -> list[Path]:
+    """The authors'-format story files to import (``*.json`` in ``stories_dir``), sorted."""
+    folder = Path(root) / params.stories_dir
+    if params.stories_dir and folder.exists() and not folder.is_dir():
+        raise ParamsError(f"movie_plots.stories_dir: {params.stories_dir!r} is not a folder")
+    return sorted(folder.glob("*.json")) if params.stories_dir and folder.is_dir() else []

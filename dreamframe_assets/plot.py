@@ -92,6 +92,37 @@ LOCATION_KINDS: tuple[str, ...] = (
 )
 
 
+# Words in a place's name that tell its kind, for plots written elsewhere (an LLM, an
+# imported story). First match wins, so specific words come before general ones.
+KIND_WORDS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("lighthouse", ("lighthouse",)),
+    ("laboratory", ("lab", "workshop", "observatory", "factory", "engine")),
+    ("library", ("library", "archive", "study", "bookshop")),
+    ("station", ("station", "platform", "railway", "train", "depot")),
+    ("harbor", ("harbor", "harbour", "port", "dock", "pier", "wharf", "ship", "boat")),
+    ("beach", ("beach", "shore", "coast", "sea", "bay", "cove", "island")),
+    ("market", ("market", "bazaar", "fair", "stall")),
+    ("shop", ("shop", "store", "bakery", "smith", "forge", "tavern", "inn", "cafe", "bar", "kitchen")),
+    ("hall", ("hall", "cathedral", "church", "temple", "palace", "castle", "tower", "court", "mansion", "manor", "throne", "tunnel", "crypt", "wall")),
+    ("forest", ("forest", "wood", "jungle", "grove", "glade")),
+    ("mountain", ("mountain", "peak", "summit", "cliff", "ridge", "canyon", "cave", "valley")),
+    ("desert", ("desert", "dune", "oasis", "sand", "wasteland")),
+    ("snowfield", ("snow", "ice", "glacier", "frozen", "tundra", "arctic")),
+    ("garden", ("garden", "park", "farm", "field", "meadow", "orchard", "yard", "courtyard")),
+    ("street", ("street", "square", "city", "town", "village", "gate", "road", "alley", "avenue", "bridge", "zone", "ruins", "camp")),
+    ("room", ("room", "house", "home", "cottage", "bedroom", "office", "shelter", "apartment", "cabin", "attic")),
+)
+
+
+def location_kind(name: str, default: str = "room") -> str:
+    """The LOCATION_KINDS member a place name suggests (``default`` when none does)."""
+    text = name.lower()
+    for kind, words in KIND_WORDS:
+        if any(w in text for w in words):
+            return kind
+    return default
+
+
 @dataclass(frozen=True)
 class Character:
     char_id: str  # stable within a movie: "c0", "c1", "c2"

@@ -64,6 +64,8 @@ def field_value(plot: MoviePlot, source: str) -> str:
         item = next(x for x in plot.tinystories if (x.substory_index, x.tinystory_index) == (s, t))
     elif table == "frame":
         item = plot.frames[int(index)]
+    elif table == "qa":  # an imported QA whose answer lives only in the QA itself
+        item = plot.qa[int(index)]
     else:
         raise ValueError(f"unknown QA source table {table!r} in {source!r}")
     return str(getattr(item, name))
@@ -83,6 +85,9 @@ def _source_pool(plot: MoviePlot, source: str) -> tuple[list[str], list[str]]:
         items = [(f"{t.substory_index}.{t.tinystory_index}", t) for t in plot.tinystories]
     elif table == "frame":
         items = [(str(f.frame_index), f) for f in plot.frames]
+    elif table == "qa":
+        own = plot.qa[int(index)].qtype
+        items = [(str(i), q) for i, q in enumerate(plot.qa) if q.qtype == own and q.level != "movie"]
     else:
         items = []
     same = [str(getattr(item, name)) for key, item in items if key != index and hasattr(item, name)]
@@ -90,6 +95,8 @@ def _source_pool(plot: MoviePlot, source: str) -> tuple[list[str], list[str]]:
         related = [loc.name for loc in plot.movie.locations]
     elif name == "held_object":
         related = list(OBJECTS)
+    elif table == "qa":
+        related = [q.answer for i, q in enumerate(plot.qa) if str(i) != index and q.level != "movie"]
     else:
         related = [s.cause for s in plot.substories] + [s.outcome for s in plot.substories]
         related += [t.content for t in plot.tinystories] + [s.content for s in plot.substories]

@@ -19,9 +19,9 @@ from typing import Any, Callable
 import numpy as np
 import polars as pl
 
-from . import backends
+from . import authors, backends
 from .cache import ItemCache, bytes_digest, digest, source_version, write_if_changed
-from .params import Params, load_themes
+from .params import Params, load_themes, story_files
 from .plot import MoviePlot, as_row
 from .qa import QA
 from .schemas import GROUNDED_QTYPES, validate
@@ -129,6 +129,10 @@ def write_movie_plots(root: Path, params: Params) -> StepResult:
         mid = movie_id_for(theme)
         key = digest("movie_plots", writer.identity(), code, theme, p.seed, p.substories, p.tinystories, p.frames)
         items.append((mid, key, compute(theme, mid)))
+    for path in story_files(root, p):  # the paper authors' story files, imported as they are
+        mid = "story-" + movie_id_for(path.stem)
+        key = digest("movie_plots", "authors-import", source_version(authors), bytes_digest(path.read_bytes()))
+        items.append((mid, key, lambda path=path, mid=mid: plot_to_json(authors.read_story(path, mid))))
     done = _run_items(cache, items)
 
     rows: dict[str, list[dict]] = {name: [] for name in PLOT_TABLES}

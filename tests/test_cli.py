@@ -44,3 +44,15 @@ def test_materialize_records_in_the_project_instance_and_summary_reports(project
 def test_unknown_asset_is_a_usage_error(project):
     run = dreamframe(project, "materialize", "movie_plot")
     assert run.returncode != 0 and "unknown asset" in run.stderr
+
+
+def test_export_writes_the_authors_format(project, tmp_path):
+    assert dreamframe(project, "materialize", "movie_plots").returncode == 0
+    run = dreamframe(project, "export", str(tmp_path / "out"))
+    assert run.returncode == 0, run.stderr
+    files = sorted((tmp_path / "out").glob("*.json"))
+    assert len(files) == 3
+    import json
+
+    story = json.loads(files[0].read_text())
+    assert set(story) == {"overview", "character", "img_diag", "QA"}

@@ -33,6 +33,7 @@ def ran(output: str) -> set[str]:
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("dvcrepo")
+    shutil.copytree(REPO / "stories", root / "stories")
     for name in ["dvc.yaml", "themes.txt", "workspace.yaml", ".gitignore"]:
         shutil.copy(REPO / name, root / name)
     shutil.copytree(REPO / "dreamframe_assets", root / "dreamframe_assets",

@@ -7,7 +7,7 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
-from .. import answer, cache, evaluate, params, plot, qa, render, schemas, steps, store, story, style
+from .. import answer, authors, cache, evaluate, params, plot, qa, render, schemas, steps, store, story, style
 from ..cache import source_version
 from ..schemas import ContractError
 from ..steps import StepResult
@@ -15,7 +15,7 @@ from ..store import read_table, stage_dir
 
 _SHARED = (steps, store, schemas, cache, params, plot)
 _STAGE_CODE = {
-    "movie_plots": (story,),
+    "movie_plots": (story, authors),
     "style_banks": (style, render),
     "keyframes": (render,),
     "qa_pairs": (qa,),
