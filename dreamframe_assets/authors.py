@@ -25,7 +25,6 @@ from pathlib import Path
 from .plot import (
     ACTIONS,
     CLOTHING_COLOURS,
-    OBJECTS,
     Character,
     DialogueLine,
     Frame,

@@ -9,33 +9,61 @@ embedded offline ones.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Callable
 
 from .params import Params, ParamsError
 
 
-def _story_offline():
+LLM_CACHE = ".dreamframe/llm"  # every model response, so none is paid for twice
+
+
+def _story_offline(params, root: Path):
     from .story import OfflineStoryWriter
 
     return OfflineStoryWriter()
 
 
-def _style_offline():
+def _story_llm(params, root: Path):
+    from .story_llm import LLMStoryWriter
+
+    return LLMStoryWriter(params, cache_dir=Path(root) / LLM_CACHE)
+
+
+def _style_offline(params, root: Path):
     from .style import OfflineStyleLearner
 
     return OfflineStyleLearner()
 
 
-def _render_offline():
+def _style_textual_inversion(params, root: Path):
+    from .diffusion import TextualInversionLearner
+
+    return TextualInversionLearner(params)
+
+
+def _render_offline(params, root: Path):
     from .render import OfflineRenderer
 
     return OfflineRenderer()
 
 
-def _qa_offline():
+def _render_diffusion(params, root: Path):
+    from .diffusion import DiffusionRenderer
+
+    return DiffusionRenderer(params)
+
+
+def _qa_offline(params, root: Path):
     from .qa import OfflineQAWriter
 
     return OfflineQAWriter()
+
+
+def _qa_llm(params, root: Path):
+    from .story_llm import LLMQAWriter
+
+    return LLMQAWriter(params, cache_dir=Path(root) / LLM_CACHE)
 
 
 def _answerer(name: str) -> Callable[[int], Any]:
@@ -47,10 +75,14 @@ def _answerer(name: str) -> Callable[[int], Any]:
     return make
 
 
-STORY_WRITERS: dict[str, Callable[[], Any]] = {"offline": _story_offline}
-STYLE_LEARNERS: dict[str, Callable[[], Any]] = {"offline": _style_offline}
-RENDERERS: dict[str, Callable[[], Any]] = {"offline": _render_offline}
-QA_WRITERS: dict[str, Callable[[], Any]] = {"offline": _qa_offline}
+# Each factory takes the stage's params group and the project root.
+STORY_WRITERS: dict[str, Callable[[Any, Path], Any]] = {"offline": _story_offline, "llm": _story_llm}
+STYLE_LEARNERS: dict[str, Callable[[Any, Path], Any]] = {
+    "offline": _style_offline,
+    "textual_inversion": _style_textual_inversion,
+}
+RENDERERS: dict[str, Callable[[Any, Path], Any]] = {"offline": _render_offline, "diffusion": _render_diffusion}
+QA_WRITERS: dict[str, Callable[[Any, Path], Any]] = {"offline": _qa_offline, "llm": _qa_llm}
 ANSWERERS: dict[str, Callable[[int], Any]] = {n: _answerer(n) for n in ("random", "oracle")}
 
 

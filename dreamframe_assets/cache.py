@@ -68,6 +68,7 @@ class ItemCache:
         self.hits = 0
         self.misses = 0
         self.missed: list[str] = []  # item names recomputed this run
+        self.quarantined: list[dict] = []  # rows of items a model could not write (not cached)
 
     def _path(self, key: str) -> Path:
         return self.dir / key[:2] / key

@@ -25,6 +25,7 @@ from .params import Params, load_themes, story_files
 from .plot import MoviePlot, as_row
 from .qa import QA
 from .schemas import GROUNDED_QTYPES, validate
+from .style import StyleParams, fit_style
 from .store import (
     PLOT_TABLES,
     contact_sheet,
@@ -46,6 +47,9 @@ from .store import (
 )
 
 SHEET_COLUMNS = 4
+# How each stage packs an item into the cache; part of every key, so raise it when
+# the packing changes (the backends' own code is versioned by its source hash).
+ITEM_FORMAT = {"movie_plots": 1, "style_banks": 2, "keyframes": 1, "qa_pairs": 2, "eval_scores": 1}
 
 
 class StepError(RuntimeError):
@@ -93,6 +97,10 @@ def _run_items(
         try:
             out[name] = cache.get_or_compute(key, compute, item=name)
         except Exception as exc:  # noqa: BLE001 - reported with the item's name below
+            records = getattr(exc, "records", None)
+            if records is not None:  # a model could not write this item: kept, and the run goes on
+                cache.quarantined.extend(as_row(r) for r in records)
+                continue
             failures.append(f"{name}: {type(exc).__name__}: {exc}")
     if failures:
         raise StepError(
@@ -117,7 +125,7 @@ def write_movie_plots(root: Path, params: Params) -> StepResult:
     t0 = time.perf_counter()
     p = params.movie_plots
     themes = load_themes(root, p)
-    writer = backends.STORY_WRITERS[p.writer]()
+    writer = backends.STORY_WRITERS[p.writer](p, root)
     cache = ItemCache(root, "movie_plots")
     code = backend_code(writer)
 
@@ -127,11 +135,13 @@ def write_movie_plots(root: Path, params: Params) -> StepResult:
     items = []
     for theme in themes:
         mid = movie_id_for(theme)
-        key = digest("movie_plots", writer.identity(), code, theme, p.seed, p.substories, p.tinystories, p.frames)
+        key = digest("movie_plots", ITEM_FORMAT["movie_plots"], writer.identity(), code, theme, p.seed,
+                     p.substories, p.tinystories, p.frames)
         items.append((mid, key, compute(theme, mid)))
     for path in story_files(root, p):  # the paper authors' story files, imported as they are
         mid = "story-" + movie_id_for(path.stem)
-        key = digest("movie_plots", "authors-import", source_version(authors), bytes_digest(path.read_bytes()))
+        key = digest("movie_plots", ITEM_FORMAT["movie_plots"], "authors-import", source_version(authors),
+                     bytes_digest(path.read_bytes()))
         items.append((mid, key, lambda path=path, mid=mid: plot_to_json(authors.read_story(path, mid))))
     done = _run_items(cache, items)
 
@@ -139,6 +149,7 @@ def write_movie_plots(root: Path, params: Params) -> StepResult:
     for data in done.values():
         for name, table_rows in plot_rows(plot_from_json(data)).items():
             rows[name].extend(table_rows)
+    rows["quarantine"].extend(cache.quarantined)
     folder = stage_dir(root, "movie_plots")
     files = {}
     for name in PLOT_TABLES:
@@ -150,8 +161,12 @@ def write_movie_plots(root: Path, params: Params) -> StepResult:
               "plot_qa": len(rows["plot_qa"]), "substories": len(rows["substories"]),
               "quarantined": len(rows["quarantine"])}
     preview = rows_table("movies", rows["movies"]).select("movie_id", "title", "genre", "style_keyword", "theme")
-    return _finish("movie_plots", root, files, cache, t0, counts=counts, preview=preview,
-                   extra={"actions": frames["action"].value_counts().sort("action").to_dicts()})
+    extra = {"actions": frames["action"].value_counts().sort("action").to_dicts()}
+    if hasattr(writer, "usage"):
+        extra["llm_usage"] = writer.usage()
+    if rows["quarantine"]:
+        extra["quarantine"] = [{k: str(v)[:200] for k, v in r.items() if k != "prompt"} for r in rows["quarantine"][:20]]
+    return _finish("movie_plots", root, files, cache, t0, counts=counts, preview=preview, extra=extra)
 
 
 # ---------------------------------------------------------------- style_banks
@@ -160,22 +175,27 @@ def learn_style_banks(root: Path, params: Params) -> StepResult:
     t0 = time.perf_counter()
     p = params.style_banks
     plots = read_plots(root)
-    learner = backends.STYLE_LEARNERS[p.learner]()
+    learner = backends.STYLE_LEARNERS[p.learner](p, root)
     cache = ItemCache(root, "style_banks")
     code = backend_code(learner)
 
     def compute(plot: MoviePlot) -> Callable[[], bytes]:
         def run() -> bytes:
             refs, style = learner.learn(plot.movie, p.references, p.size, item_seed(p.seed, plot.movie.movie_id))
-            sheet = contact_sheet(refs, SHEET_COLUMNS)
+            # Every learner's style is also described in the offline terms (palette, grain, ...)
+            # so styles of any backend can be compared in one table.
+            look = style if isinstance(style, StyleParams) else fit_style(refs)
+            extra = style.files() if hasattr(style, "files") else {}
             return pack_shard([("params.json", json.dumps(style.to_dict(), sort_keys=True).encode()),
-                               ("references.png", png_bytes(sheet))])
+                               ("look.json", json.dumps(look.to_dict(), sort_keys=True).encode()),
+                               ("references.png", png_bytes(contact_sheet(refs, SHEET_COLUMNS))),
+                               *((f"files/{name}", data) for name, data in sorted(extra.items()))])
         return run
 
     items = []
     for mid, plot in plots.items():
         m = plot.movie
-        key = digest("style_banks", learner.identity(), code, mid, m.style_description, m.style_keyword,
+        key = digest("style_banks", ITEM_FORMAT["style_banks"], learner.identity(), code, mid, m.style_description, m.style_keyword,
                      p.references, p.size, p.seed)
         items.append((mid, key, compute(plot)))
     done = _run_items(cache, items)
@@ -185,29 +205,45 @@ def learn_style_banks(root: Path, params: Params) -> StepResult:
     rows = []
     for mid, data in done.items():
         members = shard_members(data)
-        style = json.loads(members["params.json"])
+        look = json.loads(members["look.json"])
         files[folder / "references" / f"{mid}.png"] = members["references.png"]
+        for name, blob in members.items():
+            if name.startswith("files/"):
+                files[folder / "embeddings" / mid / name.removeprefix("files/")] = blob
         rows.append({
             "movie_id": mid, "learner": learner.identity(), "references": p.references,
             "reference_sheet": f"references/{mid}.png", "style_keyword": plots[mid].movie.style_keyword,
-            "palette": ["#%02x%02x%02x" % tuple(c) for c in style["palette"]],
-            "line_weight": int(style["line_weight"]), "texture_kind": str(style["texture_kind"]),
-            "texture": float(style["texture"]), "lighting": float(style["lighting"]),
-            "grain": float(style["grain"]), "params_json": json.dumps(style, sort_keys=True),
+            "palette": ["#%02x%02x%02x" % tuple(c) for c in look["palette"]],
+            "line_weight": int(look["line_weight"]), "texture_kind": str(look["texture_kind"]),
+            "texture": float(look["texture"]), "lighting": float(look["lighting"]),
+            "grain": float(look["grain"]), "params_json": members["params.json"].decode(),
         })
     table = rows_table("styles", rows)
     validate("styles", table, where="style_banks/styles.parquet")
     files[folder / "styles.parquet"] = table_bytes(table)
     remove_stale(folder / "references", {f"{mid}.png" for mid in done}, "*.png")
+    remove_stale(folder / "embeddings", {str(p.relative_to(folder / "embeddings")) for p in files
+                                        if p.is_relative_to(folder / "embeddings")}, "*/*")
     return _finish("style_banks", root, files, cache, t0, counts={"movies": len(done)},
                    preview=table.select("movie_id", "style_keyword", "palette", "texture_kind", "grain"))
 
 
 def read_styles(root: Path) -> dict[str, Any]:
-    from .style import StyleParams
+    """Each movie's learned style, as the object its learner made (offline params or a token)."""
+    folder = stage_dir(root, "style_banks")
+    table = read_table(folder / "styles.parquet", "styles")
+    styles = {}
+    for r in table.iter_rows(named=True):
+        d = json.loads(r["params_json"])
+        if d.get("kind") == "textual_inversion":
+            from .diffusion import TextualInversionStyle
 
-    table = read_table(stage_dir(root, "style_banks") / "styles.parquet", "styles")
-    return {r["movie_id"]: StyleParams.from_dict(json.loads(r["params_json"])) for r in table.iter_rows(named=True)}
+            extra = folder / "embeddings" / r["movie_id"]
+            files = {p.name: p.read_bytes() for p in sorted(extra.glob("*"))} if extra.is_dir() else {}
+            styles[r["movie_id"]] = TextualInversionStyle.from_dict(d, files)
+        else:
+            styles[r["movie_id"]] = StyleParams.from_dict(d)
+    return styles
 
 
 def read_references(root: Path, movie_id: str, count: int, size: int) -> list[np.ndarray]:
@@ -222,7 +258,7 @@ def render_keyframes(root: Path, params: Params) -> StepResult:
     p = params.keyframes
     plots = read_plots(root)
     styles = read_styles(root)
-    renderer = backends.RENDERERS[p.renderer]()
+    renderer = backends.RENDERERS[p.renderer](p, root)
     cache = ItemCache(root, "keyframes")
     code = backend_code(renderer)
 
@@ -238,8 +274,8 @@ def render_keyframes(root: Path, params: Params) -> StepResult:
         if mid not in styles:
             raise StepError(f"keyframes: movie {mid!r} has no style in style_banks/styles.parquet")
         drawn = [as_row(f) for f in plot.frames] + [as_row(c) for c in plot.movie.characters]
-        key = digest("keyframes", renderer.identity(), code, mid, drawn, styles[mid].to_dict(),
-                     p.width, p.height, p.seed)
+        key = digest("keyframes", ITEM_FORMAT["keyframes"], renderer.identity(), code, mid, drawn, styles[mid].to_dict(),
+                     plot.movie.style_keyword, p.width, p.height, p.seed)
         items.append((mid, key, compute(plot, styles[mid])))
     done = _run_items(cache, items)
 
@@ -276,7 +312,7 @@ def write_qa_pairs(root: Path, params: Params) -> StepResult:
     plots = read_plots(root)
     index = read_table(stage_dir(root, "keyframes") / "keyframes.parquet", "keyframes")
     drawn = {(r["movie_id"], r["frame_index"]) for r in index.select("movie_id", "frame_index").iter_rows(named=True)}
-    writer = backends.QA_WRITERS[p.writer]()
+    writer = backends.QA_WRITERS[p.writer](p, root)
     cache = ItemCache(root, "qa_pairs")
     code = backend_code(writer)
 
@@ -289,14 +325,14 @@ def write_qa_pairs(root: Path, params: Params) -> StepResult:
 
     items = []
     for mid, plot in plots.items():
-        key = digest("qa_pairs", writer.identity(), code, plot_to_json(plot).decode(),
+        key = digest("qa_pairs", ITEM_FORMAT["qa_pairs"], writer.identity(), code, plot_to_json(plot).decode(),
                      p.grounded_per_frame, p.max_qtype_share, p.seed)
         items.append((mid, key, compute(plot)))
     done = _run_items(cache, items)
 
     items_out = [json.loads(data) for data in done.values()]
     rows = [row for item in items_out for row in item["qa"]]
-    quarantined = [row for item in items_out for row in item["quarantine"]]
+    quarantined = [row for item in items_out for row in item["quarantine"]] + cache.quarantined
     missing = [(r["qa_id"], f) for r in rows for f in r["evidence_frames"] if (r["movie_id"], f) not in drawn]
     if missing:
         raise StepError(f"qa_pairs: {len(missing)} evidence frame(s) have no keyframe, e.g. {missing[:5]}")
@@ -312,7 +348,8 @@ def write_qa_pairs(root: Path, params: Params) -> StepResult:
                            "grounded": int(table["qtype"].is_in(GROUNDED_QTYPES).sum()),
                            "quarantined": len(quarantined)},
                    preview=table.select("qa_id", "qtype", "question", "answer").head(10),
-                   extra={"qtype_share": dict(zip(shares["qtype"], shares["proportion"]))})
+                   extra={"qtype_share": dict(zip(shares["qtype"], shares["proportion"])),
+                          **({"llm_usage": writer.usage()} if hasattr(writer, "usage") else {})})
 
 
 def read_qa(root: Path) -> list[QA]:
@@ -349,7 +386,7 @@ def evaluate_dataset(root: Path, params: Params) -> StepResult:
 
     items = []
     for mid, plot in plots.items():
-        key = digest("eval_scores", code, p.answerers, p.seed, plot_to_json(plot).decode(),
+        key = digest("eval_scores", ITEM_FORMAT["eval_scores"], code, p.answerers, p.seed, plot_to_json(plot).decode(),
                      [as_row(q) for q in by_movie[mid]], shas[mid])
         items.append((mid, key, compute(mid)))
     scores = {mid: json.loads(data) for mid, data in _run_items(cache, items).items()}
