@@ -1,0 +1,74 @@
+"""The graph with real model backends: tiny diffusion models built in the test."""
+
+from __future__ import annotations
+
+import json
+
+import polars as pl
+import pytest
+import yaml
+from safetensors.numpy import load as load_safetensors
+
+from dreamframe_assets import diffusion
+from dreamframe_assets.params import load_params
+
+from .test_diffusion import build_tiny_sd
+from .test_pipeline import materialize, metadata
+
+
+@pytest.fixture
+def diffusion_project(project, tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("DREAMFRAME_ROOT", str(project))
+    model = build_tiny_sd(tmp_path_factory.mktemp("tiny-sd"))
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["movie_plots"]["themes"] = params["movie_plots"]["themes"][:2]
+    sd = {"model": str(model), "steps": 2, "batch_size": 4}
+    params["style_banks"].update(learner="textual_inversion", references=2, size=64)
+    params["style_banks"]["diffusion"].update(sd)
+    params["style_banks"]["textual_inversion"].update(steps=2, gradient_accumulation=1, resolution=64)
+    params["keyframes"].update(renderer="diffusion", width=64, height=64)
+    params["keyframes"]["diffusion"].update(sd)
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    return project
+
+
+def test_textual_inversion_styles_and_diffusion_keyframes_through_the_graph(diffusion_project):
+    root = diffusion_project
+    result = materialize(root)
+    assert result.success
+    styles = pl.read_parquet(root / "data/style_banks/styles.parquet")
+    for row in styles.iter_rows(named=True):
+        style = json.loads(row["params_json"])
+        assert style["kind"] == "textual_inversion"
+        files = list((root / "data/style_banks/embeddings" / row["movie_id"]).glob("*.safetensors"))
+        assert len(files) == 1
+        vectors = load_safetensors(files[0].read_bytes())
+        assert vectors and all(v.size == 32 for v in vectors.values())  # the tiny CLIP width
+    index = pl.read_parquet(root / "data/keyframes/keyframes.parquet")
+    assert index.height == 2 * 2 * 2 * 3 and set(index["width"]) == {64}
+    assert json.loads((root / "data/eval_scores/metrics.json").read_text())["counts"]["keyframes"] == 24
+
+    # a second run pays for no diffusion step: every item comes from the cache
+    params = load_params(root)
+    pipe = diffusion.load_pipeline(params.keyframes.diffusion)
+    calls = []
+    hook = pipe.unet.register_forward_hook(lambda *a: calls.append(1))
+    try:
+        again = materialize(root)
+    finally:
+        hook.remove()
+    assert again.success and calls == []
+    for stage in ["style_banks", "keyframes"]:
+        assert metadata(again, stage)["cache_misses"] == 0
+
+
+def test_a_changed_diffusion_knob_redraws_only_keyframes(diffusion_project):
+    root = diffusion_project
+    assert materialize(root).success
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["keyframes"]["diffusion"]["guidance_scale"] = 3.0
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    again = materialize(root, ["style_banks", "keyframes"])
+    assert metadata(again, "style_banks")["cache_misses"] == 0
+    assert metadata(again, "keyframes")["cache_misses"] == 2
