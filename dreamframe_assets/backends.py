@@ -38,8 +38,12 @@ def _style_offline(params, root: Path):
 
 def _style_textual_inversion(params, root: Path):
     from .diffusion import TextualInversionLearner
+    from .steps import movie_id_for
 
-    return TextualInversionLearner(params)
+    # The authors' style embeddings: <story>.pt beside an imported <story>.json.
+    folder = Path(root) / params.embeddings_dir
+    imported = {"story-" + movie_id_for(p.stem): p for p in sorted(folder.glob("*.pt"))} if folder.is_dir() else {}
+    return TextualInversionLearner(params, imported=imported)
 
 
 def _render_offline(params, root: Path):

@@ -474,20 +474,29 @@ class TextualInversionLearner:
 
     name = "textual_inversion"
 
-    def __init__(self, params: StyleBanksParams):
+    def __init__(self, params: StyleBanksParams, imported: dict[str, Path] | None = None):
         self.params = params
+        self.imported = dict(imported or {})  # movie_id -> the authors' .pt embedding to use as is
 
     def identity(self) -> str:
         """Goes into cache keys: the model and every setting that changes the learned vectors."""
+        from .cache import bytes_digest
+
+        imported = {mid: bytes_digest(path.read_bytes()) for mid, path in sorted(self.imported.items())}
         return "textual-inversion/1:" + json.dumps({**_settings(self.params.diffusion),
-                                                    "textual_inversion": self.params.textual_inversion.model_dump()},
-                                                   sort_keys=True)
+                                                    "textual_inversion": self.params.textual_inversion.model_dump(),
+                                                    "imported": imported}, sort_keys=True)
 
     def learn(self, movie: Movie, references: int, size: int, seed: int) -> tuple[list[np.ndarray], TextualInversionStyle]:
         diffusion = self.params.diffusion
         seeds = [_int_seed("reference", seed, movie.movie_id, i) for i in range(references)]
-        refs = draw(diffusion, reference_prompts(movie, references), seeds, size, size)
         token = style_token(movie.movie_id)
+        if movie.movie_id in self.imported:  # the authors' own token: draw the references with it
+            style = load_authors_embedding(self.imported[movie.movie_id], token, movie.style_keyword)
+            prompts = [frame_prompt(style, movie, p) for p in reference_prompts(movie, references)]
+            with style_loaded(load_pipeline(diffusion), style):
+                return draw(diffusion, prompts, seeds, size, size), style
+        refs = draw(diffusion, reference_prompts(movie, references), seeds, size, size)
         vectors = learn_token(load_pipeline(diffusion), token, movie.style_keyword, refs,
                               self.params.textual_inversion, _int_seed("textual-inversion", seed, movie.movie_id))
         return refs, TextualInversionStyle(token=token, embeddings=vectors, keyword=movie.style_keyword)

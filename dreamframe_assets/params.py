@@ -91,6 +91,7 @@ class MoviePlotsParams(_Group):
 
 class StyleBanksParams(_Group):
     learner: str = "offline"  # offline | textual_inversion
+    embeddings_dir: str = "stories"  # <story>.pt: the authors' style embedding for an imported <story>.json
     references: Count = 6  # style reference images per movie
     size: Pixels = 128  # reference image side, px
     seed: Seed = 0

@@ -72,3 +72,40 @@ def test_a_changed_diffusion_knob_redraws_only_keyframes(diffusion_project):
     again = materialize(root, ["style_banks", "keyframes"])
     assert metadata(again, "style_banks")["cache_misses"] == 0
     assert metadata(again, "keyframes")["cache_misses"] == 2
+
+
+def test_an_imported_story_uses_the_authors_style_embedding(project, tmp_path_factory, monkeypatch):
+    """A <story>.pt beside <story>.json is that movie's style token, used as is (no learning)."""
+    import torch
+
+    from dreamframe_assets.authors import export_story
+    from dreamframe_assets.story import OfflineStoryWriter
+
+    from .test_diffusion import build_tiny_sdxl
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("DREAMFRAME_ROOT", str(project))
+    model = build_tiny_sdxl(tmp_path_factory.mktemp("tiny-sdxl"))
+    (project / "stories").mkdir()
+    story = export_story(OfflineStoryWriter().write("A ferry crosses a foggy strait", "x", 0, 1, 2, 2))
+    (project / "stories" / "ferry.json").write_text(json.dumps(story))
+    emb, emb2 = torch.arange(32, dtype=torch.float32) / 32, -torch.arange(64, dtype=torch.float32) / 64
+    torch.save({"emb": emb, "emb2": emb2}, project / "stories" / "ferry.pt")
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["movie_plots"]["themes"] = []
+    xl = {"model": str(model), "steps": 2, "batch_size": 4}
+    params["style_banks"].update(learner="textual_inversion", references=2, size=64)
+    params["style_banks"]["diffusion"].update(xl)
+    params["keyframes"].update(renderer="diffusion", width=64, height=64)
+    params["keyframes"]["diffusion"].update(xl)
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+    result = materialize(project, ["movie_plots", "style_banks", "keyframes"])
+    assert result.success
+    [folder] = list((project / "data/style_banks/embeddings").iterdir())
+    assert folder.name.startswith("story-ferry")
+    [file] = list(folder.glob("*.safetensors"))
+    vectors = load_safetensors(file.read_bytes())
+    assert (vectors["clip_l"].reshape(-1) == emb.numpy()).all()
+    assert (vectors["clip_g"].reshape(-1) == emb2.numpy()).all()
+    assert pl.read_parquet(project / "data/keyframes/keyframes.parquet").height == 4

@@ -15,10 +15,10 @@ from ..store import read_table, stage_dir
 
 _SHARED = (steps, store, schemas, cache, params, plot)
 _STAGE_CODE = {
-    "movie_plots": (story, authors),
-    "style_banks": (style, render),
-    "keyframes": (render,),
-    "qa_pairs": (qa,),
+    "movie_plots": (story, authors, "dreamframe_assets.story_llm", "dreamframe_assets.llm"),
+    "style_banks": (style, render, "dreamframe_assets.diffusion"),
+    "keyframes": (render, "dreamframe_assets.diffusion"),
+    "qa_pairs": (qa, "dreamframe_assets.story_llm", "dreamframe_assets.llm"),
     "eval_scores": (evaluate, answer, qa),
 }
 
