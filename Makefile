@@ -30,6 +30,8 @@ ui: setup
 
 bench: setup
 	$(BIN)/python bench/bench_pipeline.py
+	$(BIN)/python bench/bench_llm.py
+	$(BIN)/python bench/bench_diffusion.py
 
 clean:
 	rm -rf data .dreamframe

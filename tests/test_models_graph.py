@@ -109,3 +109,46 @@ def test_an_imported_story_uses_the_authors_style_embedding(project, tmp_path_fa
     assert (vectors["clip_l"].reshape(-1) == emb.numpy()).all()
     assert (vectors["clip_g"].reshape(-1) == emb2.numpy()).all()
     assert pl.read_parquet(project / "data/keyframes/keyframes.parquet").height == 4
+
+
+def test_llm_writers_through_the_graph_pay_once_and_quarantine_bad_movies(project, monkeypatch):
+    from .test_llm import ChatServer
+    from .test_story_llm import canned
+
+    monkeypatch.setenv("DREAMFRAME_ROOT", str(project))
+
+    def handler(body, n):
+        if "broken" in json.dumps(body["messages"]):  # this theme's level 1 never parses
+            return "Sorry, I cannot help with that."
+        return canned(body, n)
+
+    with ChatServer(handler) as server:
+        params = yaml.safe_load((project / "params.yaml").read_text())
+        params["movie_plots"]["themes"] = [
+            "A lighthouse keeper finds a message in a bottle during a winter storm",
+            "A broken clock tower stops time in a small town",
+        ]
+        llm = {"client": "openai", "base_url": server.base_url, "model": "tiny", "concurrency": 4}
+        for stage in ["movie_plots", "qa_pairs"]:
+            params[stage]["writer"] = "llm"
+            params[stage]["llm"].update(llm)
+        params["movie_plots"].update(substories=2, tinystories=2, frames=3)
+        (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+        result = materialize(project)
+        assert result.success
+        md = metadata(result, "movie_plots")
+        assert md["count_movies"] == 1 and md["count_quarantined"] == 1
+        assert md["llm_usage"]["requests_sent"] == len([b for b in server.bodies if "qa" != b["response_format"]["json_schema"]["name"]])
+        quarantine = pl.read_parquet(project / "data/movie_plots/quarantine.parquet")
+        assert quarantine["step"].to_list() == ["level1"] and "broken clock tower" in quarantine["prompt"][0]
+        assert metadata(result, "qa_pairs")["llm_usage"]["requests_sent"] > 0
+        metrics = json.loads((project / "data/eval_scores/metrics.json").read_text())
+        assert metrics["accuracy"]["oracle"]["overall"] == 1.0
+
+        sent = len(server.bodies)
+        again = materialize(project)
+        assert again.success
+        # the good movie is a cache hit; the quarantined one is re-parsed from cached answers
+        assert len(server.bodies) == sent
+        assert metadata(again, "movie_plots")["llm_usage"]["requests_sent"] == 0
