@@ -3,7 +3,8 @@
 ``random`` is chance (1 in 4). ``oracle`` answers from the structured plot and
 frames, looking each answer up again independently of the QA writer: it is the
 upper bound, and anything below 100% on grounded questions is a QA bug.
-Each answerer returns, per QA row, the index of the option it picks (-1: none).
+Each answerer's ``answer(plot, qas, images)`` returns, per QA row, the index of the
+option it picks (-1: none); ``images`` are the movie's keyframes, for those that look.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ class RandomAnswerer:
     def __init__(self, seed: int = 0):
         self.seed = seed
 
-    def answer(self, plot: MoviePlot, qas: list[QA]) -> list[int]:
+    def answer(self, plot: MoviePlot, qas: list[QA], images=None) -> list[int]:
         rng = random.Random(digest("random-answerer", plot.movie.movie_id, self.seed))
         return [rng.randrange(len(qa.options)) for qa in qas]
 
@@ -46,7 +47,7 @@ class OracleAnswerer:
     def __init__(self, seed: int = 0):
         self.seed = seed
 
-    def answer(self, plot: MoviePlot, qas: list[QA]) -> list[int]:
+    def answer(self, plot: MoviePlot, qas: list[QA], images=None) -> list[int]:
         return [self.answer_one(plot, qa) for qa in qas]
 
     def answer_one(self, plot: MoviePlot, qa: QA) -> int:

@@ -16,6 +16,7 @@ from .params import Params, ParamsError
 
 
 LLM_CACHE = ".dreamframe/llm"  # every model response, so none is paid for twice
+EMBED_CACHE = ".dreamframe/embeddings"  # one sentence embedding per unique text
 
 
 def _story_offline(params, root: Path):
@@ -70,11 +71,27 @@ def _qa_llm(params, root: Path):
     return LLMQAWriter(params, cache_dir=Path(root) / LLM_CACHE)
 
 
-def _answerer(name: str) -> Callable[[int], Any]:
-    def make(seed: int):
-        from . import answer
+def _answerer(name: str) -> Callable[[Any, Path], Any]:
+    def make(params, root: Path):
+        if name == "random":
+            from .answer import RandomAnswerer
 
-        return {"random": answer.RandomAnswerer, "oracle": answer.OracleAnswerer}[name](seed)
+            return RandomAnswerer(params.seed)
+        if name == "oracle":
+            from .answer import OracleAnswerer
+
+            return OracleAnswerer(params.seed)
+        if name == "blind":
+            from .blind import BlindAnswerer
+
+            return BlindAnswerer(params, cache_dir=Path(root) / EMBED_CACHE, llm_cache_dir=Path(root) / LLM_CACHE)
+        if name == "pixel":
+            from .pixel import PixelAnswerer
+
+            return PixelAnswerer(params.seed)
+        from .vlm import VLMAnswerer
+
+        return VLMAnswerer(params)
 
     return make
 
@@ -87,7 +104,9 @@ STYLE_LEARNERS: dict[str, Callable[[Any, Path], Any]] = {
 }
 RENDERERS: dict[str, Callable[[Any, Path], Any]] = {"offline": _render_offline, "diffusion": _render_diffusion}
 QA_WRITERS: dict[str, Callable[[Any, Path], Any]] = {"offline": _qa_offline, "llm": _qa_llm}
-ANSWERERS: dict[str, Callable[[int], Any]] = {n: _answerer(n) for n in ("random", "oracle")}
+ANSWERERS: dict[str, Callable[[Any, Path], Any]] = {
+    n: _answerer(n) for n in ("random", "oracle", "blind", "pixel", "vlm")
+}
 
 
 def _check(key: str, name: str, known: dict) -> None:

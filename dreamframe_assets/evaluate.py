@@ -83,7 +83,7 @@ def style_consistency(descriptors: dict[str, list[np.ndarray]]) -> dict[str, flo
 def movie_scores(plot: MoviePlot, qas: list[QA], images: list[np.ndarray], answerers: list[Any]) -> dict[str, Any]:
     """The per-movie part of evaluation (the expensive part, cached per movie)."""
     return {
-        "picks": {a.name: [int(i) for i in a.answer(plot, qas)] for a in answerers},
+        "picks": {a.name: [int(i) for i in a.answer(plot, qas, images)] for a in answerers},
         "descriptors": [style_descriptor(img).round(5).tolist() for img in images],
     }
 

@@ -77,6 +77,31 @@ class TextualInversionParams(_Group):
     resolution: Annotated[int, Field(ge=32, le=2048)] = 768
 
 
+class EmbedderParams(_Group):
+    """Sentence embeddings for near-duplicates, the blind answerer and evidence retrieval."""
+
+    model: str = "minilm"  # minilm: the packaged all-MiniLM-L6-v2 (offline); or a sentence-transformers folder / hub id
+    batch_size: Count = 64
+    device: str = "cpu"
+
+
+class BlindParams(_Group):
+    """The text-only answerer: sees the question and options, never the frames."""
+
+    backend: Literal["embedding", "llm"] = "embedding"
+    llm: LLMParams = LLMParams()
+
+
+class VLMParams(_Group):
+    """A transformers image-text-to-text model shown sampled keyframes of the movie."""
+
+    model: str = ""  # hub id or local folder
+    frames: Count = 8  # keyframes shown per question (the evidence frames first)
+    max_new_tokens: Count = 16
+    device: str = "auto"
+    dtype: str = "auto"
+
+
 class MoviePlotsParams(_Group):
     themes: list[str] = []
     themes_file: str = "themes.txt"  # one theme a line; '#' starts a comment
@@ -113,11 +138,26 @@ class QAPairsParams(_Group):
     grounded_per_frame: Annotated[float, Field(ge=0.0, le=10.0)] = 2.5
     seed: Seed = 0
     llm: LLMParams = LLMParams()
+    # quality gates: what fails one is dropped into dropped.parquet with its reason
+    near_duplicate_threshold: Annotated[float, Field(gt=0.0, le=1.0)] = 0.95  # cosine of question embeddings
+    min_answer_words: Annotated[int, Field(ge=1)] = 1
+    max_answer_words: Count = 200
+    embedder: EmbedderParams = EmbedderParams()
+    # blocking checks on the written table (they stop eval_scores)
+    min_oracle_accuracy: Annotated[float, Field(ge=0.0, le=1.0)] = 0.99
+    max_duplicate_rate: Annotated[float, Field(ge=0.0, le=1.0)] = 0.02
 
 
 class EvalScoresParams(_Group):
-    answerers: list[str] = ["random", "oracle"]
+    answerers: list[str] = ["random", "oracle", "blind", "pixel"]  # also: vlm
     seed: Seed = 0
+    blind: BlindParams = BlindParams()
+    vlm: VLMParams = VLMParams()
+    retrievers: list[str] = ["text"]  # evidence-frame retrieval: text, clip
+    clip_model: str = ""  # a CLIP hub id / folder: CLIP retrieval and CLIP style consistency
+    embedder: EmbedderParams = EmbedderParams()
+    # blocking check: questions answerable without looking are a defect of video QA data
+    max_blind_accuracy: Annotated[float, Field(ge=0.0, le=1.0)] = 0.4
 
 
 class Params(_Group):

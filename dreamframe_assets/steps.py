@@ -370,7 +370,7 @@ def evaluate_dataset(root: Path, params: Params) -> StepResult:
     plots = read_plots(root)
     qas = read_qa(root)
     index = read_table(stage_dir(root, "keyframes") / "keyframes.parquet", "keyframes")
-    answerers = [backends.ANSWERERS[name](p.seed) for name in p.answerers]
+    answerers = [backends.ANSWERERS[name](p, root) for name in p.answerers]
     cache = ItemCache(root, "eval_scores")
     code = source_version(evaluate, answer)
     by_movie: dict[str, list[QA]] = {mid: [] for mid in plots}
