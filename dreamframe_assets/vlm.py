@@ -1,0 +1,148 @@
+"""The VLM answerer: a transformers image-text-to-text model watches keyframes and picks an option.
+
+It is the closest thing to the paper's use of the data (a video LLM answering
+questions about a movie), and the check that keyframes made by a real renderer
+show what their questions ask. Each question is shown ``vlm.frames`` keyframes,
+labelled with their numbers because questions name keyframes ("keyframe 5"):
+the question's evidence frames first, so they are never the ones cut, then
+others spread evenly over the movie for context. Decoding is greedy, so the
+answers are deterministic.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+
+import numpy as np
+
+from .params import EvalScoresParams
+from .plot import MoviePlot
+from .qa import QA
+
+LETTERS = "ABCD"
+
+
+def choose_frames(evidence: tuple[int, ...], total: int, count: int) -> list[int]:
+    """Which of ``total`` keyframes to show: the valid evidence frames (in time order)
+    first, then others spread evenly over the movie (in time order), ``count`` at most."""
+    shown = sorted({k for k in evidence if 0 <= k < total})[:count]
+    rest = [k for k in range(total) if k not in shown]
+    room = min(count - len(shown), len(rest))
+    if room > 0:
+        # the middle of each of `room` equal stretches of the remaining frames
+        shown += [rest[int((j + 0.5) * len(rest) / room)] for j in range(room)]
+    return shown
+
+
+def build_prompt(qa: QA, frames: list[int]) -> list[dict]:
+    """A chat with one user turn: each shown keyframe after its 1-based label, then
+    the question and its lettered options."""
+    content: list[dict] = []
+    for k in frames:
+        content.append({"type": "text", "text": f"Keyframe {k + 1}:"})
+        content.append({"type": "image"})
+    options = "\n".join(f"{letter}. {option}" for letter, option in zip(LETTERS, qa.options))
+    content.append({
+        "type": "text",
+        "text": f"These are keyframes of a movie.\n{qa.question}\n{options}\n"
+        "Answer with the letter of the correct option.",
+    })
+    return [{"role": "user", "content": content}]
+
+
+_LETTER = re.compile(r"(?<![A-Za-z])([A-D])(?![A-Za-z])")
+
+
+def _norm(text: str) -> str:
+    return " ".join(re.sub(r"[^a-z0-9 ]", " ", text.lower()).split())
+
+
+def parse_choice(reply: str, options: tuple[str, ...]) -> int:
+    """The option a reply picks: its first standalone letter A-D (not the article in
+    "A tall woman ..."), else the one option whose text it contains or starts,
+    else -1."""
+    for m in _LETTER.finditer(reply):
+        after = reply[m.end() : m.end() + 2]
+        if m.group(1) == "A" and len(after) == 2 and after[0] == " " and after[1].islower():
+            continue  # "A tall ...": an article, not a pick
+        index = LETTERS.index(m.group(1))
+        if index < len(options):
+            return index
+    said = _norm(reply)
+    if not said:
+        return -1
+    texts = [_norm(o) for o in options]
+    inside = [i for i, t in enumerate(texts) if t and re.search(rf"\b{re.escape(t)}\b", said)]
+    if inside:
+        # "the great hall" also contains "hall": the longest match is the one meant
+        longest = max(len(texts[i]) for i in inside)
+        best = [i for i in inside if len(texts[i]) == longest]
+        return best[0] if len(best) == 1 else -1
+    # a reply cut off by max_new_tokens: the start of one option
+    starts = [i for i, t in enumerate(texts) if len(said) >= 3 and t.startswith(said)]
+    return starts[0] if len(starts) == 1 else -1
+
+
+class VLMAnswerer:
+    """Shows a transformers image-text-to-text model keyframes and each question; reads its letter."""
+
+    name = "vlm"
+
+    def __init__(self, params: EvalScoresParams):
+        if not params.vlm.model:
+            raise ValueError("eval_scores.vlm.model: a hub id or local folder is needed for the vlm answerer")
+        self.params = params.vlm
+        self._model = None
+        self._processor = None
+        self._lock = threading.Lock()
+
+    def identity(self) -> str:
+        p = self.params
+        return f"vlm|{p.model}|frames={p.frames}|max_new_tokens={p.max_new_tokens}|{p.dtype}"
+
+    def _load(self):
+        with self._lock:
+            if self._model is None:
+                import torch
+                from transformers import AutoModelForImageTextToText, AutoProcessor
+
+                p = self.params
+                device = p.device if p.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+                if p.dtype != "auto":
+                    dtype = getattr(torch, p.dtype)
+                elif device.startswith("cuda"):
+                    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+                else:
+                    dtype = torch.float32
+                self._processor = AutoProcessor.from_pretrained(p.model)
+                model = AutoModelForImageTextToText.from_pretrained(p.model, dtype=dtype)
+                self._model = model.to(device).eval()
+                self.device = device
+        return self._processor, self._model
+
+    def answer(self, plot: MoviePlot, qas: list[QA], images=None) -> list[int]:
+        images = list(images) if images is not None else []
+        return [parse_choice(self.reply(qa, images), qa.options) for qa in qas]
+
+    def reply(self, qa: QA, images: list[np.ndarray]) -> str:
+        """The model's raw answer to one question, shown its chosen keyframes."""
+        import torch
+        from PIL import Image
+
+        processor, model = self._load()
+        frames = choose_frames(qa.evidence_frames, len(images), self.params.frames)
+        messages = build_prompt(qa, frames)
+        pictures = iter(Image.fromarray(np.asarray(images[k], np.uint8)[..., :3]) for k in frames)
+        for part in messages[0]["content"]:
+            if part["type"] == "image":
+                part["image"] = next(pictures)
+        inputs = processor.apply_chat_template(
+            messages, add_generation_prompt=True, tokenize=True, return_dict=True, return_tensors="pt"
+        ).to(model.device)
+        if "pixel_values" in inputs:
+            inputs["pixel_values"] = inputs["pixel_values"].to(model.dtype)
+        with torch.no_grad():
+            out = model.generate(**inputs, max_new_tokens=self.params.max_new_tokens, do_sample=False)
+        new = out[0, inputs["input_ids"].shape[1] :]
+        return processor.decode(new, skip_special_tokens=True).strip()
