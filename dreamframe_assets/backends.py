@@ -124,3 +124,10 @@ def check_names(params: Params) -> None:
         raise ParamsError("eval_scores.answerers: empty (name at least one, e.g. random)")
     for name in params.eval_scores.answerers:
         _check("eval_scores.answerers", name, ANSWERERS)
+    if "vlm" in params.eval_scores.answerers and not params.eval_scores.vlm.model:
+        raise ParamsError("eval_scores.vlm.model: the vlm answerer needs a model (hub id or folder)")
+    for name in params.eval_scores.retrievers:
+        if name not in ("text", "clip"):
+            raise ParamsError(f"eval_scores.retrievers: unknown retriever {name!r} (known: clip, text)")
+    if "clip" in params.eval_scores.retrievers and not params.eval_scores.clip_model:
+        raise ParamsError("eval_scores.retrievers: clip needs eval_scores.clip_model (a CLIP hub id or folder)")

@@ -6,7 +6,14 @@ film-grain level, each block scaled to unit length); similarity is the cosine of
 two descriptors. ``within_movie`` averages it over all pairs of frames of the same
 movie, ``across_movies`` over pairs from different movies, ``adjacent`` over
 consecutive frames of a movie. A consistent per-movie style means
-within > across; ``separation`` is their difference.
+within > across; ``separation`` is their difference. With a CLIP model configured,
+``style_consistency_clip`` is the same protocol on CLIP image embeddings (the
+paper's CLIP-score between frames).
+
+Evidence retrieval: for each question whose evidence is some (not all) frames of
+its movie, the movie's frames are ranked by similarity to the question (text: the
+frames' descriptions and dialogue; clip: the keyframe images); ``map.<retriever>``
+is the mean average precision against the evidence frames.
 """
 
 from __future__ import annotations
@@ -16,8 +23,11 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from .diversity import distinct_n, normalized_entropy
+from .gates import duplicate_rate
 from .plot import MoviePlot
 from .qa import QA
+from .retrieval import average_precision, frame_text, rank_frames, scored
 from .schemas import QTYPES
 
 
@@ -56,22 +66,32 @@ def style_descriptor(image: np.ndarray) -> np.ndarray:
     return np.concatenate([hist, tone / (np.linalg.norm(tone) or 1.0)])
 
 
-def style_consistency(descriptors: dict[str, list[np.ndarray]]) -> dict[str, float]:
-    """Within-movie, across-movie and adjacent-frame similarity of style descriptors."""
+MAX_STYLE_FRAMES = 3000  # pairwise similarity is quadratic: beyond this, a fixed sample of frames
+
+
+def style_similarities(descriptors: dict[str, list]) -> dict[str, np.ndarray]:
+    """All within-movie, across-movie and adjacent-frame cosines of the style descriptors."""
     movies = [m for m in descriptors if len(descriptors[m])]
-    desc = [np.asarray(x, dtype=np.float32) for m in movies for x in descriptors[m]]
+    rows = [np.asarray(x, dtype=np.float32) for m in movies for x in descriptors[m]]
     owner = np.array([i for i, m in enumerate(movies) for _ in descriptors[m]])
-    if len(desc) < 2:
-        return {"within_movie": 0.0, "across_movies": 0.0, "adjacent": 0.0, "separation": 0.0}
-    d = np.stack(desc)
-    d /= np.linalg.norm(d, axis=1, keepdims=True)
+    if len(rows) < 2:
+        return {"within": np.zeros(0), "across": np.zeros(0), "adjacent": np.zeros(0)}
+    d = np.stack(rows)
+    d /= np.linalg.norm(d, axis=1, keepdims=True) + 1e-12
+    adjacent = np.einsum("ij,ij->i", d[1:], d[:-1])[owner[1:] == owner[:-1]]
+    if len(d) > MAX_STYLE_FRAMES:
+        keep = np.sort(np.random.default_rng(0).choice(len(d), MAX_STYLE_FRAMES, replace=False))
+        d, owner = d[keep], owner[keep]
     sim = d @ d.T
     same = owner[:, None] == owner[None, :]
-    off = ~np.eye(len(d), dtype=bool)
-    within = float(sim[same & off].mean()) if (same & off).any() else 0.0
-    across = float(sim[~same].mean()) if (~same).any() else 0.0
-    adj_mask = owner[1:] == owner[:-1]
-    adjacent = float(np.diagonal(sim, 1)[adj_mask].mean()) if adj_mask.any() else 0.0
+    upper = np.triu(np.ones_like(same), k=1)
+    return {"within": sim[same & upper], "across": sim[~same & upper], "adjacent": adjacent}
+
+
+def style_consistency(descriptors: dict[str, list]) -> dict[str, float]:
+    """Mean within-movie, across-movie and adjacent-frame similarity; separation = within - across."""
+    sims = style_similarities(descriptors)
+    within, across, adjacent = (float(sims[k].mean()) if len(sims[k]) else 0.0 for k in ("within", "across", "adjacent"))
     return {
         "within_movie": round(within, 4),
         "across_movies": round(across, 4),
@@ -80,16 +100,55 @@ def style_consistency(descriptors: dict[str, list[np.ndarray]]) -> dict[str, flo
     }
 
 
-def movie_scores(plot: MoviePlot, qas: list[QA], images: list[np.ndarray], answerers: list[Any]) -> dict[str, Any]:
+def retrieval_aps(qas: list[QA], frame_vectors: np.ndarray, question_vectors: np.ndarray) -> list[float | None]:
+    """Per QA, the AP of ranking the movie's frames by the question (None: nothing to retrieve)."""
+    out: list[float | None] = []
+    for qa, q in zip(qas, question_vectors, strict=True):
+        if scored(qa, len(frame_vectors)):
+            out.append(average_precision(rank_frames(q, frame_vectors), set(qa.evidence_frames)))
+        else:
+            out.append(None)
+    return out
+
+
+def movie_scores(plot: MoviePlot, qas: list[QA], images: list[np.ndarray], answerers: list[Any],
+                 text_embedder: Any = None, clip: Any = None) -> dict[str, Any]:
     """The per-movie part of evaluation (the expensive part, cached per movie)."""
-    return {
+    scores: dict[str, Any] = {
         "picks": {a.name: [int(i) for i in a.answer(plot, qas, images)] for a in answerers},
         "descriptors": [style_descriptor(img).round(5).tolist() for img in images],
+        "ap": {},
     }
+    if text_embedder is not None and qas:
+        frames = text_embedder.encode([frame_text(plot, f) for f in plot.frames])
+        scores["ap"]["text"] = retrieval_aps(qas, frames, text_embedder.encode([qa.question for qa in qas]))
+    if clip is not None and qas:
+        frames = clip.images(list(images))
+        scores["ap"]["clip"] = retrieval_aps(qas, frames, clip.texts([qa.question for qa in qas]))
+        scores["clip_images"] = np.asarray(frames).round(5).tolist()
+    return scores
 
 
-def summarize(plots: dict[str, MoviePlot], qas: list[QA], scores: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """Dataset metrics from the per-movie scores; ``qas`` in the order of ``scores``' picks."""
+def diversity(plots: dict[str, MoviePlot], qas: list[QA], dedup_vectors: np.ndarray | None, threshold: float) -> dict[str, float]:
+    out = {
+        "distinct_2": round(distinct_n([qa.question for qa in qas], 2), 4),
+        "distinct_2_answers": round(distinct_n([qa.answer for qa in qas], 2), 4),
+        "qtype_entropy": round(normalized_entropy(qa.qtype for qa in qas), 4),
+        "genre_entropy": round(normalized_entropy(p.movie.genre for p in plots.values()), 4),
+    }
+    if dedup_vectors is not None:
+        out["near_duplicate_rate"] = round(duplicate_rate(qas, dedup_vectors, threshold), 4)
+    return out
+
+
+def summarize(plots: dict[str, MoviePlot], qas: list[QA], scores: dict[str, dict[str, Any]],
+              covered: dict[str, set[str]] | None = None, dedup_vectors: np.ndarray | None = None,
+              threshold: float = 0.95) -> dict[str, Any]:
+    """Dataset metrics from the per-movie scores; ``qas`` in the order of ``scores``' picks.
+
+    ``covered``: for an answerer that only answers some qtypes (the pixel reader), those
+    qtypes; its accuracy is measured on them alone.
+    """
     by_movie: dict[str, list[QA]] = {}
     for qa in qas:
         by_movie.setdefault(qa.movie_id, []).append(qa)
@@ -98,10 +157,12 @@ def summarize(plots: dict[str, MoviePlot], qas: list[QA], scores: dict[str, dict
     for name in names:
         ordered, picks = [], []
         for mid, movie_qas in by_movie.items():
-            ordered += movie_qas
-            picks += scores[mid]["picks"][name]
+            for qa, pick in zip(movie_qas, scores[mid]["picks"][name], strict=True):
+                if covered is None or name not in covered or qa.qtype in covered[name]:
+                    ordered.append(qa)
+                    picks.append(pick)
         acc[name] = accuracy(ordered, picks)
-    return {
+    metrics: dict[str, Any] = {
         "counts": {
             "movies": len(plots),
             "frames": sum(len(p.frames) for p in plots.values()),
@@ -115,7 +176,21 @@ def summarize(plots: dict[str, MoviePlot], qas: list[QA], scores: dict[str, dict
         "answer_position_share": _shares(str(qa.answer_index) for qa in qas),
         "accuracy": acc,
         "style_consistency": style_consistency({m: s["descriptors"] for m, s in scores.items()}),
+        "diversity": diversity(plots, qas, dedup_vectors, threshold),
     }
+    retrievers = sorted({r for s in scores.values() for r in s.get("ap", {})})
+    metrics["map"] = {
+        r: round(float(np.mean(aps)), 4) if (aps := [a for s in scores.values() for a in s["ap"].get(r, []) if a is not None]) else 0.0
+        for r in retrievers
+    }
+    if any("clip_images" in s for s in scores.values()):
+        metrics["style_consistency_clip"] = style_consistency({m: s.get("clip_images", []) for m, s in scores.items()})
+    if "blind" in acc and "random" in acc:
+        metrics["language_bias_gap"] = round(acc["blind"]["overall"] - acc["random"]["overall"], 4)
+        metrics["language_bias_by_qtype"] = {
+            q: round(acc["blind"]["by_qtype"][q] - acc["random"]["by_qtype"].get(q, 0.0), 4) for q in acc["blind"]["by_qtype"]
+        }
+    return metrics
 
 
 def evaluate(

@@ -160,6 +160,19 @@ SCHEMAS: dict[str, pa.DataFrameSchema] = {
         },
         strict=True,
     ),
+    "dropped": pa.DataFrameSchema(
+        {
+            "movie_id": _text(),
+            "qa_id": _text(),
+            "gate": pa.Column(Str, pa.Check.isin(["options", "length", "evidence", "oracle", "duplicate", "qtype_cap"])),
+            "reason": _text(),
+            "level": pa.Column(Str),
+            "qtype": pa.Column(Str),
+            "question": pa.Column(Str),
+            "answer": pa.Column(Str),
+        },
+        strict=True,
+    ),
     "styles": pa.DataFrameSchema(
         {
             "movie_id": _text(unique=True),

@@ -19,7 +19,7 @@ from typing import Any, Callable
 import numpy as np
 import polars as pl
 
-from . import authors, backends
+from . import authors, backends, gates
 from .cache import ItemCache, bytes_digest, digest, source_version, write_if_changed
 from .params import Params, load_themes, story_files
 from .plot import MoviePlot, as_row
@@ -49,7 +49,7 @@ from .store import (
 SHEET_COLUMNS = 4
 # How each stage packs an item into the cache; part of every key, so raise it when
 # the packing changes (the backends' own code is versioned by its source hash).
-ITEM_FORMAT = {"movie_plots": 1, "style_banks": 2, "keyframes": 1, "qa_pairs": 2, "eval_scores": 1}
+ITEM_FORMAT = {"movie_plots": 1, "style_banks": 2, "keyframes": 1, "qa_pairs": 3, "eval_scores": 1}
 
 
 class StepError(RuntimeError):
@@ -306,50 +306,60 @@ def read_keyframes(root: Path, movie_id: str) -> list[np.ndarray]:
 
 # ---------------------------------------------------------------- qa_pairs
 def write_qa_pairs(root: Path, params: Params) -> StepResult:
-    """Level and grounded QA pairs, each tied to keyframes that exist."""
+    """Level and grounded QA pairs through the quality gates; what fails one is kept in dropped.parquet."""
+    from .embed import TextEmbedder
+
     t0 = time.perf_counter()
     p = params.qa_pairs
     plots = read_plots(root)
     index = read_table(stage_dir(root, "keyframes") / "keyframes.parquet", "keyframes")
-    drawn = {(r["movie_id"], r["frame_index"]) for r in index.select("movie_id", "frame_index").iter_rows(named=True)}
+    drawn = dict(index.group_by("movie_id").len().iter_rows())
     writer = backends.QA_WRITERS[p.writer](p, root)
+    embedder = TextEmbedder(p.embedder, Path(root) / backends.EMBED_CACHE)
     cache = ItemCache(root, "qa_pairs")
-    code = backend_code(writer)
+    code = digest(backend_code(writer), source_version(gates))
+    gate_params = {"min_answer_words": p.min_answer_words, "max_answer_words": p.max_answer_words,
+             "near_duplicate_threshold": p.near_duplicate_threshold, "max_qtype_share": p.max_qtype_share}
 
-    def compute(plot: MoviePlot) -> Callable[[], bytes]:
+    def compute(plot: MoviePlot, frames: int) -> Callable[[], bytes]:
         def run() -> bytes:
             batch = writer.write(plot, p.grounded_per_frame, p.max_qtype_share, p.seed)
-            return json.dumps({"qa": [as_row(q) for q in batch.qas],
+            kept, dropped = gates.apply_gates(plot, list(batch.qas), frames, embedder, **gate_params)
+            return json.dumps({"qa": [as_row(q) for q in kept], "dropped": dropped,
                                "quarantine": [as_row(q) for q in batch.quarantine]}).encode()
         return run
 
     items = []
     for mid, plot in plots.items():
         key = digest("qa_pairs", ITEM_FORMAT["qa_pairs"], writer.identity(), code, plot_to_json(plot).decode(),
-                     p.grounded_per_frame, p.max_qtype_share, p.seed)
-        items.append((mid, key, compute(plot)))
+                     p.grounded_per_frame, p.seed, gate_params, p.embedder.model, drawn.get(mid, 0))
+        items.append((mid, key, compute(plot, drawn.get(mid, 0))))
     done = _run_items(cache, items)
 
     items_out = [json.loads(data) for data in done.values()]
     rows = [row for item in items_out for row in item["qa"]]
+    dropped = [row for item in items_out for row in item["dropped"]]
     quarantined = [row for item in items_out for row in item["quarantine"]] + cache.quarantined
-    missing = [(r["qa_id"], f) for r in rows for f in r["evidence_frames"] if (r["movie_id"], f) not in drawn]
-    if missing:
-        raise StepError(f"qa_pairs: {len(missing)} evidence frame(s) have no keyframe, e.g. {missing[:5]}")
     table = rows_table("qa", rows)
     validate("qa", table, where="qa_pairs/qa.parquet")
-    quarantine = rows_table("quarantine", quarantined)
-    validate("quarantine", quarantine, where="qa_pairs/quarantine.parquet")
     folder = stage_dir(root, "qa_pairs")
-    files = {folder / "qa.parquet": table_bytes(table), folder / "quarantine.parquet": table_bytes(quarantine)}
+    files = {folder / "qa.parquet": table_bytes(table)}
+    for name, table_rows in (("quarantine", quarantined), ("dropped", dropped)):
+        extra_table = rows_table(name, table_rows)
+        validate(name, extra_table, where=f"qa_pairs/{name}.parquet")
+        files[folder / f"{name}.parquet"] = table_bytes(extra_table)
     shares = table["qtype"].value_counts(normalize=True).sort("qtype")
+    by_gate: dict[str, int] = {}
+    for row in dropped:
+        by_gate[row["gate"]] = by_gate.get(row["gate"], 0) + 1
+    extra: dict[str, Any] = {"qtype_share": dict(zip(shares["qtype"], shares["proportion"])), "dropped_by_gate": by_gate}
+    if hasattr(writer, "usage"):
+        extra["llm_usage"] = writer.usage()
     return _finish("qa_pairs", root, files, cache, t0,
                    counts={"movies": len(done), "qa_pairs": len(rows),
                            "grounded": int(table["qtype"].is_in(GROUNDED_QTYPES).sum()),
-                           "quarantined": len(quarantined)},
-                   preview=table.select("qa_id", "qtype", "question", "answer").head(10),
-                   extra={"qtype_share": dict(zip(shares["qtype"], shares["proportion"])),
-                          **({"llm_usage": writer.usage()} if hasattr(writer, "usage") else {})})
+                           "dropped": len(dropped), "quarantined": len(quarantined)},
+                   preview=table.select("qa_id", "qtype", "question", "answer").head(10), extra=extra)
 
 
 def read_qa(root: Path) -> list[QA]:
@@ -362,8 +372,9 @@ def read_qa(root: Path) -> list[QA]:
 
 # ---------------------------------------------------------------- eval_scores
 def evaluate_dataset(root: Path, params: Params) -> StepResult:
-    """Counts, qtype mix, answerer accuracies and style consistency -> metrics.json."""
-    from . import answer, evaluate
+    """Accuracy per answerer, evidence retrieval, style consistency, diversity -> metrics.json + charts."""
+    from . import answer, charts, evaluate
+    from .embed import TextEmbedder
 
     t0 = time.perf_counter()
     p = params.eval_scores
@@ -371,28 +382,49 @@ def evaluate_dataset(root: Path, params: Params) -> StepResult:
     qas = read_qa(root)
     index = read_table(stage_dir(root, "keyframes") / "keyframes.parquet", "keyframes")
     answerers = [backends.ANSWERERS[name](p, root) for name in p.answerers]
+    embedder = TextEmbedder(p.embedder, Path(root) / backends.EMBED_CACHE)
+    clip = None
+    if p.clip_model:
+        from .clip import ClipEmbedder
+
+        clip = ClipEmbedder(p.clip_model)
     cache = ItemCache(root, "eval_scores")
-    code = source_version(evaluate, answer)
+    code = digest(source_version(evaluate, answer, gates, "dreamframe_assets.retrieval", "dreamframe_assets.embed"),
+                  [backend_code(a) for a in answerers])
+    identities = [a.identity() if hasattr(a, "identity") else a.name for a in answerers]
     by_movie: dict[str, list[QA]] = {mid: [] for mid in plots}
     for qa in qas:
         by_movie[qa.movie_id].append(qa)
     shas = {mid: index.filter(pl.col("movie_id") == mid).sort("frame_index")["sha"].to_list() for mid in plots}
+    text = embedder if "text" in p.retrievers else None
 
     def compute(mid: str) -> Callable[[], bytes]:
         def run() -> bytes:
-            scores = evaluate.movie_scores(plots[mid], by_movie[mid], read_keyframes(root, mid), answerers)
+            scores = evaluate.movie_scores(plots[mid], by_movie[mid], read_keyframes(root, mid), answerers, text, clip)
             return json.dumps(scores).encode()
         return run
 
     items = []
     for mid, plot in plots.items():
-        key = digest("eval_scores", ITEM_FORMAT["eval_scores"], code, p.answerers, p.seed, plot_to_json(plot).decode(),
-                     [as_row(q) for q in by_movie[mid]], shas[mid])
+        key = digest("eval_scores", ITEM_FORMAT["eval_scores"], code, identities, p.seed, p.retrievers, p.clip_model,
+                     p.embedder.model, plot_to_json(plot).decode(), [as_row(q) for q in by_movie[mid]], shas[mid])
         items.append((mid, key, compute(mid)))
     scores = {mid: json.loads(data) for mid, data in _run_items(cache, items).items()}
-    metrics = evaluate.summarize(plots, [qa for mid in plots for qa in by_movie[mid]], scores)
-    files = {stage_dir(root, "eval_scores") / "metrics.json": (json.dumps(metrics, indent=2, sort_keys=True) + "\n").encode()}
-    return _finish("eval_scores", root, files, cache, t0, counts=metrics["counts"], extra={"metrics": metrics})
+    ordered = [qa for mid in plots for qa in by_movie[mid]]
+    covered = {a.name: a.answers() for a in answerers if hasattr(a, "answers")}
+    dedup = embedder.encode([gates.dedup_text(qa) for qa in ordered]) if ordered else None
+    metrics = evaluate.summarize(plots, ordered, scores, covered, dedup, params.qa_pairs.near_duplicate_threshold)
+
+    folder = stage_dir(root, "eval_scores")
+    sims = evaluate.style_similarities({m: s["descriptors"] for m, s in scores.items()})
+    files = {folder / "metrics.json": (json.dumps(metrics, indent=2, sort_keys=True) + "\n").encode(),
+             folder / "plots" / "qtype_mix.png": charts.qtype_mix_png(metrics["qtype_share"]),
+             folder / "plots" / "accuracy.png": charts.accuracy_png(metrics["accuracy"]),
+             folder / "plots" / "style.png": charts.style_png(sims["within"], sims["across"])}
+    for name, data in charts.plot_tables(metrics).items():
+        files[folder / "plots" / name] = data
+    return _finish("eval_scores", root, files, cache, t0, counts=metrics["counts"],
+                   extra={"metrics": metrics, "embeddings": embedder.stats()})
 
 
 STEPS: dict[str, Callable[[Path, Params], StepResult]] = {

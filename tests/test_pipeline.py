@@ -67,7 +67,9 @@ def test_graph_builds_a_complete_dataset(built):
     qa = pl.read_parquet(root / "data/qa_pairs/qa.parquet")
     assert {"movie_id", "qa_id", "level", "qtype", "question", "answer", "options", "answer_index", "evidence_frames"} <= set(qa.columns)
     checks = result.get_asset_check_evaluations()
-    assert len(checks) == 5 and all(c.passed for c in checks)
+    assert len(checks) == 7 and all(c.passed for c in checks)
+    dropped = pl.read_parquet(root / "data/qa_pairs/dropped.parquet")
+    assert set(dropped["gate"]) <= {"options", "length", "evidence", "oracle", "duplicate", "qtype_cap"}
     md = metadata(result, "movie_plots")
     assert md["cache_misses"] == 3 and md["count_movies"] == 3 and "preview" in md
 
@@ -159,3 +161,49 @@ def test_a_failing_item_names_its_theme_and_keeps_the_others(project, monkeypatc
     monkeypatch.setitem(backends.STORY_WRITERS, "offline", real)
     retry = materialize(project, ["movie_plots"])
     assert metadata(retry, "movie_plots")["cache_misses"] == 1  # only the failed movie is redone
+
+
+def test_a_planted_wrong_answer_fails_the_gate_and_blocks_evaluation(built):
+    root, _ = built
+    path = root / "data/qa_pairs/qa.parquet"
+    qa = pl.read_parquet(path)
+    wrong = pl.int_range(pl.len()) < 5
+    bad = qa.with_columns(answer_index=pl.when(wrong).then((pl.col("answer_index") + 1) % 4).otherwise(pl.col("answer_index")))
+    bad.with_columns(answer=pl.col("options").list.get(pl.col("answer_index"))).write_parquet(path)
+    selection = dg.AssetSelection.checks_for_assets("qa_pairs") | dg.AssetSelection.assets("eval_scores")
+    result = dg.materialize([*defs.assets, *defs.asset_checks], selection=selection,
+                            instance=dg.DagsterInstance.ephemeral(), resources={"workspace": defs.resources["workspace"]},
+                            raise_on_error=False)
+    assert not result.success
+    grounded = next(c for c in result.get_asset_check_evaluations() if c.check_name == "qa_pairs_grounded")
+    assert not grounded.passed and "qa_pairs.min_oracle_accuracy" in grounded.description
+    assert qa["qa_id"][0] in grounded.description
+    assert result.asset_materializations_for_node("eval_scores") == []
+
+
+def test_blind_accuracy_above_the_limit_fails_evaluation(built):
+    root, _ = built
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["eval_scores"]["max_blind_accuracy"] = 0.05
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    result = materialize(root, ["eval_scores"])
+    assert not result.success
+    blind = next(c for c in result.get_asset_check_evaluations() if c.check_name == "eval_scores_blind")
+    assert not blind.passed and "max_blind_accuracy 0.05" in blind.description
+
+
+def test_metrics_layout_and_charts(built):
+    root, result = built
+    m = json.loads((root / "data/eval_scores/metrics.json").read_text())
+    for name in ["random", "oracle", "blind", "pixel"]:
+        assert {"overall", "by_qtype", "by_level"} <= set(m["accuracy"][name])
+    assert set(m["accuracy"]["pixel"]["by_qtype"]) == {"count", "colour", "who"}
+    assert m["accuracy"]["pixel"]["by_qtype"]["count"] >= 0.95 and m["accuracy"]["pixel"]["by_qtype"]["colour"] >= 0.95
+    assert 0 < m["map"]["text"] <= 1
+    assert {"within_movie", "across_movies", "adjacent"} <= set(m["style_consistency"])
+    assert {"distinct_2", "near_duplicate_rate"} <= set(m["diversity"])
+    assert m["language_bias_gap"] == round(m["accuracy"]["blind"]["overall"] - m["accuracy"]["random"]["overall"], 4)
+    for name in ["qtype_mix.png", "accuracy.png", "style.png", "qtype_mix.csv", "accuracy.csv"]:
+        assert (root / "data/eval_scores/plots" / name).stat().st_size > 0
+    md = metadata(result, "eval_scores")
+    assert "data:image/png;base64," in md["chart_accuracy"]

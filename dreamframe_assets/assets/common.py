@@ -18,8 +18,11 @@ _STAGE_CODE = {
     "movie_plots": (story, authors, "dreamframe_assets.story_llm", "dreamframe_assets.llm"),
     "style_banks": (style, render, "dreamframe_assets.diffusion"),
     "keyframes": (render, "dreamframe_assets.diffusion"),
-    "qa_pairs": (qa, "dreamframe_assets.story_llm", "dreamframe_assets.llm"),
-    "eval_scores": (evaluate, answer, qa),
+    "qa_pairs": (qa, "dreamframe_assets.gates", "dreamframe_assets.embed", "dreamframe_assets.story_llm",
+                 "dreamframe_assets.llm"),
+    "eval_scores": (evaluate, answer, qa, "dreamframe_assets.gates", "dreamframe_assets.embed", "dreamframe_assets.blind",
+                    "dreamframe_assets.pixel", "dreamframe_assets.vlm", "dreamframe_assets.clip", "dreamframe_assets.retrieval",
+                    "dreamframe_assets.diversity", "dreamframe_assets.charts"),
 }
 
 

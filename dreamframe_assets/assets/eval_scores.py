@@ -1,5 +1,6 @@
-"""The `eval_scores` asset: dataset metrics, registered as DVC metrics."""
+"""The `eval_scores` asset: dataset metrics and charts, registered as DVC metrics and plots."""
 
+import base64
 import json
 
 import dagster as dg
@@ -10,17 +11,32 @@ from ..steps import evaluate_dataset
 from ..store import stage_dir
 from .common import code_version, to_result
 
+CHARTS = {"qtype_mix": "Question types", "accuracy": "Accuracy per question type", "style": "Style consistency"}
 
-@dg.asset(group_name="evaluate", deps=["movie_plots", "keyframes", "qa_pairs"], code_version=code_version("eval_scores"), kinds={"json"})
+
+@dg.asset(group_name="evaluate", deps=["movie_plots", "keyframes", "qa_pairs"], code_version=code_version("eval_scores"),
+          kinds={"json"})
 def eval_scores(workspace: Workspace) -> dg.MaterializeResult:
-    """Counts, qtype mix, random and oracle accuracy, style consistency: data/eval_scores/metrics.json."""
-    return to_result(evaluate_dataset(workspace.path, workspace.params()), workspace.path)
+    """Accuracy per answerer (random, oracle, blind, pixel, vlm), evidence retrieval mAP, style
+    consistency, diversity and the language-bias gap: data/eval_scores/metrics.json and plots/."""
+    root = workspace.path
+    result = to_result(evaluate_dataset(root, workspace.params()), root)
+    folder = stage_dir(root, "eval_scores") / "plots"
+    charts = {}
+    for name, title in CHARTS.items():
+        png = base64.b64encode((folder / f"{name}.png").read_bytes()).decode()
+        charts[f"chart_{name}"] = dg.MetadataValue.md(f"### {title}\n![{title}](data:image/png;base64,{png})")
+    return dg.MaterializeResult(data_version=result.data_version, metadata={**result.metadata, **charts})
+
+
+def _metrics(workspace: Workspace) -> dict:
+    return json.loads((stage_dir(workspace.path, "eval_scores") / "metrics.json").read_text())
 
 
 @dg.asset_check(asset=eval_scores, blocking=True)
 def eval_scores_oracle_grounded(workspace: Workspace) -> dg.AssetCheckResult:
     """The oracle answers every grounded question: anything less is a QA bug."""
-    metrics = json.loads((stage_dir(workspace.path, "eval_scores") / "metrics.json").read_text())
+    metrics = _metrics(workspace)
     by_qtype = metrics["accuracy"].get("oracle", {}).get("by_qtype", {})
     failing = {q: a for q, a in by_qtype.items() if q in GROUNDED_QTYPES and a < 1.0}
     return dg.AssetCheckResult(
@@ -28,4 +44,19 @@ def eval_scores_oracle_grounded(workspace: Workspace) -> dg.AssetCheckResult:
         severity=dg.AssetCheckSeverity.ERROR,
         description=f"oracle below 1.0 on: {failing}" if failing else "oracle answers every grounded QA",
         metadata={"oracle_by_qtype": dg.MetadataValue.json(by_qtype)},
+    )
+
+
+@dg.asset_check(asset=eval_scores, blocking=True)
+def eval_scores_blind(workspace: Workspace) -> dg.AssetCheckResult:
+    """Questions a text-only answerer gets right without looking are a defect of video QA data."""
+    limit = workspace.params().eval_scores.max_blind_accuracy
+    blind = _metrics(workspace)["accuracy"].get("blind")
+    if blind is None:
+        return dg.AssetCheckResult(passed=True, description="no blind answerer configured (eval_scores.answerers)")
+    return dg.AssetCheckResult(
+        passed=blind["overall"] <= limit,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=f"blind accuracy {blind['overall']} (limit eval_scores.max_blind_accuracy {limit})",
+        metadata={"blind_by_qtype": dg.MetadataValue.json(blind["by_qtype"])},
     )
