@@ -28,10 +28,11 @@ test: setup
 ui: setup
 	DREAMFRAME_ROOT=$(CURDIR) $(BIN)/dagster dev -h 127.0.0.1 -p 3000 -w workspace.yaml
 
-bench: setup
+bench: run
 	$(BIN)/python bench/bench_pipeline.py
 	$(BIN)/python bench/bench_llm.py
 	$(BIN)/python bench/bench_diffusion.py
+	$(BIN)/python bench/bench_eval.py
 
 clean:
 	rm -rf data .dreamframe
