@@ -1,4 +1,7 @@
-"""The ``dreamframe`` command: materialize assets (what each DVC stage runs), check, summarize."""
+"""dreamframe: build, inspect, compare and export DreamFrame video-QA datasets.
+
+Every command works on the project folder (the one holding params.yaml): the current directory unless --root or $DREAMFRAME_ROOT says otherwise.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +10,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Optional
 
+import numpy as np
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -113,15 +117,85 @@ def materialize(
 
 
 @app.command()
-def check(
+def run(
+    assets: Annotated[Optional[list[str]], typer.Argument(help=f"Assets to build (default all, in order): {', '.join(STAGES)}")] = None,
+    root: RootOption = None,
+) -> None:
+    """Build the dataset (or the named assets) asset by asset, with progress; unchanged items come from the cache."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    root = project_root(root)
+    try:
+        load_params(root)
+    except ParamsError as exc:
+        err.print(f"[red]error[/red] {exc}", highlight=False)
+        raise typer.Exit(2) from None
+    selected = [s for s in STAGES if s in _selection(assets or [])]
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} assets"),
+                  TimeElapsedColumn(), console=err, transient=True) as progress:
+        task = progress.add_task("building", total=len(selected))
+        for stage in selected:
+            progress.update(task, description=f"building {stage}")
+            if not run_dagster(root, [stage]):
+                raise typer.Exit(1)
+            progress.advance(task)
+    console.print(f"built {', '.join(selected)} in {root / 'data'}")
+
+
+@app.command()
+def validate(
     assets: Annotated[Optional[list[str]], typer.Argument(help="Assets whose checks to run (default all).")] = None,
     root: RootOption = None,
 ) -> None:
-    """Run the asset checks (table contracts, oracle grounding) on existing data."""
+    """Check existing data: table contracts, oracle grounding, duplicates, blind accuracy."""
     root = project_root(root)
     if not run_dagster(root, _selection(assets or []), checks_only=True):
         raise typer.Exit(1)
     console.print("all checks passed")
+
+
+app.command("check", hidden=True)(validate)
+
+
+@app.command()
+def show(
+    movie: Annotated[str, typer.Argument(help="A movie id, or a unique part of one.")],
+    out: Annotated[Optional[Path], typer.Option("--out", help="Where to write the contact sheet PNG.")] = None,
+    questions: Annotated[int, typer.Option("--questions", help="How many QA pairs to print.")] = 8,
+    root: RootOption = None,
+) -> None:
+    """One movie: its plot, some QA pairs, and a contact sheet of its keyframes."""
+    from PIL import Image
+
+    from .steps import read_keyframes, read_qa
+    from .store import contact_sheet, read_plots
+
+    root = project_root(root)
+    plots = read_plots(root)
+    matches = [m for m in plots if m.startswith(movie)] or [m for m in plots if movie in m]
+    if len(matches) != 1:
+        known = ", ".join(sorted(plots)[:12])
+        raise typer.BadParameter(f"{movie!r} matches {len(matches)} movies; movies: {known}")
+    plot = plots[matches[0]]
+    m = plot.movie
+    console.print(f"[bold]{m.title}[/bold]  ({m.movie_id}; {m.genre}; {m.style_keyword} style)")
+    console.print(f"theme: {m.theme}\n\n{m.overview}\n")
+    for c in m.characters:
+        console.print(f"  {c.name}: {c.appearance}")
+    for sub in plot.substories:
+        console.print(f"\n[bold]{sub.substory_index + 1}. {sub.title}[/bold] at {sub.scene}: {sub.content}")
+    table = Table(title="QA pairs", show_lines=False)
+    for col in ("qtype", "question", "answer", "frames"):
+        table.add_column(col)
+    qas = [qa for qa in read_qa(root) if qa.movie_id == m.movie_id]
+    for qa in qas[:questions]:
+        table.add_row(qa.qtype, qa.question, qa.answer, ",".join(str(f + 1) for f in qa.evidence_frames[:6]))
+    console.print(table)
+    images = read_keyframes(root, m.movie_id)
+    small = [np.asarray(Image.fromarray(img).resize((160, max(1, img.shape[0] * 160 // img.shape[1])))) for img in images]
+    path = out or Path(f"{m.movie_id}.png")
+    Image.fromarray(contact_sheet(small, columns=6)).save(path)
+    console.print(f"{len(qas)} QA pairs; {len(images)} keyframes; contact sheet: {path}")
 
 
 @app.command()
@@ -162,20 +236,71 @@ def summary(root: RootOption = None) -> None:
 
 
 @app.command()
-def export(
-    out: Annotated[Path, typer.Argument(help="Folder to write into.")],
-    format: Annotated[str, typer.Option("--format", help="authors: the paper authors' story JSON, one file per movie.")] = "authors",
+def diff(
+    rev_a: Annotated[Optional[str], typer.Argument(help="A git revision whose data DVC holds (default HEAD).")] = "HEAD",
+    rev_b: Annotated[Optional[str], typer.Argument(help="Another revision (default: the working tree).")] = None,
+    html: Annotated[Optional[Path], typer.Option("--html", help="Also write a self-contained HTML report here.")] = None,
     root: RootOption = None,
 ) -> None:
-    """Export the built movies to another format."""
-    from .authors import export_story
-    from .store import read_plots
+    """Compare two dataset versions: movies added / removed / changed, QA and qtype mix,
+    metrics and params; read through DVC, never by re-running the pipeline."""
+    from .diff import DiffError, run_diff
 
-    if format != "authors":
-        err.print(f"[red]error[/red] --format: unknown format {format!r} (known: authors)")
-        raise typer.Exit(2)
-    plots = read_plots(project_root(root))
+    try:
+        run_diff(project_root(root), rev_a, rev_b, html_out=html, console=console)
+    except DiffError as exc:
+        err.print(f"[red]error[/red] {exc}", highlight=False)
+        raise typer.Exit(1) from None
+    if html:
+        console.print(f"report: {html}")
+
+
+@app.command()
+def export(
+    out: Annotated[Path, typer.Argument(help="Folder to write into.")],
+    format: Annotated[list[str], typer.Option("--format", "-f", help="llava, videochatgpt, hf, mp4 or authors; repeat for several.")] = ["hf"],
+    fps: Annotated[float, typer.Option(help="mp4: keyframes per second.")] = 2.0,
+    subtitles: Annotated[bool, typer.Option(help="mp4: burn dialogue lines into the frames (and write .srt).")] = True,
+    frames_as: Annotated[str, typer.Option(help="llava: point at a frame 'folder' or the 'video'.")] = "folder",
+    license: Annotated[str, typer.Option(help="hf: the dataset card's license.")] = "cc-by-4.0",
+    root: RootOption = None,
+) -> None:
+    """Export the dataset for training: LLaVA / LLaMA-VID conversations, Video-ChatGPT QA,
+    a Hugging Face Parquet dataset with a card, mp4 per movie, or the paper authors' story JSON."""
+    from rich.progress import Progress
+
+    from .export import FORMATS, export_all
+
+    root = project_root(root)
+    unknown = [f for f in format if f not in (*FORMATS, "authors")]
+    if unknown:
+        raise typer.BadParameter(f"unknown format(s) {unknown}; choose from {', '.join((*FORMATS, 'authors'))}")
     out.mkdir(parents=True, exist_ok=True)
-    for movie_id, plot in plots.items():
-        (out / f"{movie_id}.json").write_text(json.dumps(export_story(plot), indent=2, ensure_ascii=False) + "\n")
-    console.print(f"wrote {len(plots)} movie(s) to {out}")
+    if "authors" in format:
+        from .authors import export_story
+        from .store import read_plots
+
+        plots = read_plots(root)
+        for movie_id, plot in plots.items():
+            (out / f"{movie_id}.json").write_text(json.dumps(export_story(plot), indent=2, ensure_ascii=False) + "\n")
+        console.print(f"authors: {len(plots)} story file(s) in {out}")
+    formats = [f for f in format if f != "authors"]
+    if formats:
+        with Progress(console=err, transient=True) as progress:
+            task = progress.add_task("exporting", total=None)
+            summaries = export_all(root, out, formats, fps=fps, subtitles=subtitles, license=license,
+                                   frames_as=frames_as, on_item=lambda done, total: progress.update(task, completed=done, total=total))
+        for summary in summaries.values():
+            console.print(f"{summary['format']}: {summary['counts']} -> {len(summary['files'])} file(s) in {out}")
+
+
+def main() -> None:
+    """Entry point: errors the user can fix are one line and a non-zero exit, not a traceback."""
+    from .authors import StoryFormatError
+    from .schemas import ContractError
+
+    try:
+        app()
+    except (ParamsError, ContractError, StoryFormatError, FileNotFoundError) as exc:
+        err.print(f"[red]error[/red] {exc}", highlight=False)
+        raise SystemExit(1) from None

@@ -48,7 +48,7 @@ def test_unknown_asset_is_a_usage_error(project):
 
 def test_export_writes_the_authors_format(project, tmp_path):
     assert dreamframe(project, "materialize", "movie_plots").returncode == 0
-    run = dreamframe(project, "export", str(tmp_path / "out"))
+    run = dreamframe(project, "export", str(tmp_path / "out"), "--format", "authors")
     assert run.returncode == 0, run.stderr
     files = sorted((tmp_path / "out").glob("*.json"))
     assert len(files) == 3
@@ -56,3 +56,24 @@ def test_export_writes_the_authors_format(project, tmp_path):
 
     story = json.loads(files[0].read_text())
     assert set(story) == {"overview", "character", "img_diag", "QA"}
+
+
+def test_export_for_training_and_show(project, tmp_path):
+    assert dreamframe(project, "materialize").returncode == 0
+    run = dreamframe(project, "export", str(tmp_path / "ex"), "-f", "llava", "-f", "hf", "--fps", "1")
+    assert run.returncode == 0, run.stderr
+    assert (tmp_path / "ex" / "llava.json").exists() and (tmp_path / "ex" / "README.md").exists()
+    assert len(list((tmp_path / "ex" / "movies").glob("*.mp4"))) == 3
+    show = dreamframe(project, "show", "lighthouse", "--out", str(tmp_path / "sheet.png"))
+    assert show.returncode == 0, show.stderr
+    assert "QA pairs" in show.stdout and (tmp_path / "sheet.png").stat().st_size > 0
+    bad = dreamframe(project, "export", str(tmp_path / "x"), "-f", "tiktok")
+    assert bad.returncode != 0 and "unknown format" in bad.stderr
+
+
+def test_errors_are_one_line(project):
+    (project / "data").mkdir()
+    run = dreamframe(project, "summary")
+    assert run.returncode == 1 and "Traceback" not in run.stderr
+    run = dreamframe(project, "show", "anything")
+    assert run.returncode == 1 and "Traceback" not in run.stderr and "missing" in run.stderr

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import polars as pl
@@ -38,8 +40,14 @@ def _table(df: pl.DataFrame) -> dg.TableMetadataValue:
     return dg.MetadataValue.table(records=records, schema=dg.TableSchema(columns=columns))
 
 
-def to_result(result: StepResult, root: Path) -> dg.MaterializeResult:
-    """A step's result as a materialization: content-hash data version plus metadata."""
+def image_md(title: str, png: bytes) -> dg.MarkdownMetadataValue:
+    """A PNG inline in the UI's metadata panel."""
+    return dg.MetadataValue.md(f"### {title}\n![{title}](data:image/png;base64,{base64.b64encode(png).decode()})")
+
+
+def to_result(result: StepResult, root: Path, params: Any = None, **extra: Any) -> dg.MaterializeResult:
+    """A step's result as a materialization: content-hash data version plus metadata
+    (counts, preview, cache hits and misses, timings, the stage's params, and ``extra``)."""
     metadata: dict = {
         "path": dg.MetadataValue.path(str(stage_dir(root, result.stage))),
         "no_op": result.misses == 0 and not result.written,
@@ -54,6 +62,9 @@ def to_result(result: StepResult, root: Path) -> dg.MaterializeResult:
         metadata["preview"] = _table(result.preview)
     for key, value in result.extra.items():
         metadata[key] = dg.MetadataValue.json(value)
+    if params is not None:
+        metadata["params"] = dg.MetadataValue.json(params.model_dump())
+    metadata.update(extra)
     return dg.MaterializeResult(data_version=dg.DataVersion(result.data_version), metadata=metadata)
 
 

@@ -1,6 +1,5 @@
 """The `eval_scores` asset: dataset metrics and charts, registered as DVC metrics and plots."""
 
-import base64
 import json
 
 import dagster as dg
@@ -9,7 +8,7 @@ from ..resources import Workspace
 from ..schemas import GROUNDED_QTYPES
 from ..steps import evaluate_dataset
 from ..store import stage_dir
-from .common import code_version, to_result
+from .common import code_version, image_md, to_result
 
 CHARTS = {"qtype_mix": "Question types", "accuracy": "Accuracy per question type", "style": "Style consistency"}
 
@@ -20,13 +19,11 @@ def eval_scores(workspace: Workspace) -> dg.MaterializeResult:
     """Accuracy per answerer (random, oracle, blind, pixel, vlm), evidence retrieval mAP, style
     consistency, diversity and the language-bias gap: data/eval_scores/metrics.json and plots/."""
     root = workspace.path
-    result = to_result(evaluate_dataset(root, workspace.params()), root)
+    params = workspace.params()
+    result = evaluate_dataset(root, params)
     folder = stage_dir(root, "eval_scores") / "plots"
-    charts = {}
-    for name, title in CHARTS.items():
-        png = base64.b64encode((folder / f"{name}.png").read_bytes()).decode()
-        charts[f"chart_{name}"] = dg.MetadataValue.md(f"### {title}\n![{title}](data:image/png;base64,{png})")
-    return dg.MaterializeResult(data_version=result.data_version, metadata={**result.metadata, **charts})
+    charts = {f"chart_{name}": image_md(title, (folder / f"{name}.png").read_bytes()) for name, title in CHARTS.items()}
+    return to_result(result, root, params.eval_scores, **charts)
 
 
 def _metrics(workspace: Workspace) -> dict:

@@ -11,7 +11,8 @@ from .common import code_version, contract_check, to_result
 @dg.asset(group_name="story", deps=[], code_version=code_version("movie_plots"), kinds={"polars"})
 def movie_plots(workspace: Workspace) -> dg.MaterializeResult:
     """Three-level story expansion per theme: movies, characters, substories, tinystories, frames, dialogue and the levels' QA pairs."""
-    return to_result(write_movie_plots(workspace.path, workspace.params()), workspace.path)
+    params = workspace.params()
+    return to_result(write_movie_plots(workspace.path, params), workspace.path, params.movie_plots)
 
 
 @dg.asset_check(asset=movie_plots, blocking=True, description="Tables of movie_plots match their pandera schemas.")

@@ -6,14 +6,19 @@ from ..backends import EMBED_CACHE
 from ..resources import Workspace
 from ..steps import read_qa, write_qa_pairs
 from ..store import read_plots
-from .common import code_version, contract_check, to_result
+from .common import code_version, contract_check, image_md, to_result
 
 
 @dg.asset(group_name="qa", deps=["movie_plots", "keyframes"], code_version=code_version("qa_pairs"), kinds={"polars"})
 def qa_pairs(workspace: Workspace) -> dg.MaterializeResult:
     """The story levels' what/why/how/where/overview questions and questions grounded in the frames,
     through the gates (options, length, evidence, oracle, duplicates, qtype cap)."""
-    return to_result(write_qa_pairs(workspace.path, workspace.params()), workspace.path)
+    from ..charts import qtype_mix_png
+
+    params = workspace.params()
+    result = write_qa_pairs(workspace.path, params)
+    chart = image_md("Question types", qtype_mix_png(result.extra["qtype_share"]))
+    return to_result(result, workspace.path, params.qa_pairs, qtype_chart=chart)
 
 
 @dg.asset_check(asset=qa_pairs, blocking=True, description="Tables of qa_pairs match their pandera schemas.")

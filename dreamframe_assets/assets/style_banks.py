@@ -10,7 +10,8 @@ from .common import code_version, contract_check, to_result
 @dg.asset(group_name="style", deps=["movie_plots"], code_version=code_version("style_banks"), kinds={"polars"})
 def style_banks(workspace: Workspace) -> dg.MaterializeResult:
     """Per movie, the immobilized style: reference images drawn from its style description and the style parameters learned from them."""
-    return to_result(learn_style_banks(workspace.path, workspace.params()), workspace.path)
+    params = workspace.params()
+    return to_result(learn_style_banks(workspace.path, params), workspace.path, params.style_banks)
 
 
 @dg.asset_check(asset=style_banks, blocking=True, description="Tables of style_banks match their pandera schemas.")
