@@ -195,6 +195,18 @@ def _retry_after(response: httpx.Response) -> float | None:
         return None  # an HTTP date: fall back to our own backoff
 
 
+def device_and_dtype(device: str, dtype: str):
+    """``auto`` means the GPU when there is one, in bfloat16 (float16 where unsupported); else float32 on CPU."""
+    import torch
+
+    device = device if device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    if dtype != "auto":
+        return device, getattr(torch, dtype)
+    if device.startswith("cuda"):
+        return device, torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return device, torch.float32
+
+
 class TransformersChatClient:
     """A local causal LM through ``from_pretrained`` (hub id or folder), loaded once, on first use.
 
@@ -217,17 +229,10 @@ class TransformersChatClient:
     def _load(self):
         with self._lock:
             if self._model is None:
-                import torch
                 from transformers import AutoModelForCausalLM, AutoTokenizer
 
                 p = self.params
-                device = p.device if p.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
-                if p.dtype != "auto":
-                    dtype = getattr(torch, p.dtype)
-                elif device.startswith("cuda"):
-                    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-                else:
-                    dtype = torch.float32
+                device, dtype = device_and_dtype(p.device, p.dtype)
                 tokenizer = AutoTokenizer.from_pretrained(p.model)
                 tokenizer.padding_side = "left"
                 if tokenizer.pad_token is None:

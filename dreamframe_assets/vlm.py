@@ -16,6 +16,7 @@ import threading
 
 import numpy as np
 
+from .llm import device_and_dtype
 from .params import EvalScoresParams
 from .plot import MoviePlot
 from .qa import QA
@@ -104,17 +105,10 @@ class VLMAnswerer:
     def _load(self):
         with self._lock:
             if self._model is None:
-                import torch
                 from transformers import AutoModelForImageTextToText, AutoProcessor
 
                 p = self.params
-                device = p.device if p.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
-                if p.dtype != "auto":
-                    dtype = getattr(torch, p.dtype)
-                elif device.startswith("cuda"):
-                    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-                else:
-                    dtype = torch.float32
+                device, dtype = device_and_dtype(p.device, p.dtype)
                 self._processor = AutoProcessor.from_pretrained(p.model)
                 model = AutoModelForImageTextToText.from_pretrained(p.model, dtype=dtype)
                 self._model = model.to(device).eval()
