@@ -12,6 +12,7 @@ structured frames, which is what the keyframes draw. No qtype may exceed
 from __future__ import annotations
 
 import random
+import re
 from collections import Counter
 from dataclasses import dataclass
 
@@ -90,7 +91,8 @@ def _source_pool(plot: MoviePlot, source: str) -> tuple[list[str], list[str]]:
         items = [(str(i), q) for i, q in enumerate(plot.qa) if q.qtype == own and q.level != "movie"]
     else:
         items = []
-    same = [str(getattr(item, name)) for key, item in items if key != index and hasattr(item, name)]
+    same = [str(getattr(item, name)) for key, item in items
+            if key != index and getattr(item, name, None) is not None]
     if name in ("scene", "location"):
         related = [loc.name for loc in plot.movie.locations]
     elif name == "held_object":
@@ -120,11 +122,21 @@ def swap_colour(appearance: str, colour: str) -> str:
 
 
 # ---------------------------------------------------------------- options
-def _pick_distractors(answer: str, pool: list[str], rng: random.Random, k: int = OPTIONS - 1) -> list[str]:
+def _content_words(text: str) -> set[str]:
+    return {w for w in re.findall(r"[a-z']+", text.lower()) if len(w) > 3}
+
+
+def _pick_distractors(answer: str, pool: list[str], rng: random.Random, k: int = OPTIONS - 1,
+                      like: str = "") -> list[str]:
+    """Up to ``k`` wrong options from ``pool``; with ``like`` (the question), those sharing the
+    most words with it first, so the right answer is not the only option that echoes the question."""
     seen = {_norm(answer)}
     out: list[str] = []
-    candidates = list(dict.fromkeys(pool))
+    candidates = [c for c in dict.fromkeys(pool) if c and c != "None"]
     rng.shuffle(candidates)
+    if like:
+        words = _content_words(like)
+        candidates.sort(key=lambda c: -len(words & _content_words(c)))
     for c in candidates:
         if _norm(c) not in seen and _norm(answer) not in _norm(c):
             seen.add(_norm(c))
@@ -161,15 +173,33 @@ def level_qa(plot: MoviePlot, rng: random.Random) -> list[dict]:
         for pool in pools:
             if len(distractors) < OPTIONS - 1:
                 fresh = [p for p in pool if p not in distractors]
-                distractors += _pick_distractors(qa.answer, fresh, rng, OPTIONS - 1 - len(distractors))
+                distractors += _pick_distractors(qa.answer, fresh, rng, OPTIONS - 1 - len(distractors), like=qa.question)
         if len(distractors) < OPTIONS - 1:
             continue  # too little plot to make three wrong answers of the same shape
+        distractors = _same_place(plot, qa.question, qa.answer, distractors)
         options, index = _shuffle(qa.answer, distractors, rng)
         out.append(
             dict(level=qa.level, qtype=qa.qtype, question=qa.question, answer=qa.answer,
                  options=options, answer_index=index, evidence_frames=qa.evidence_frames,
                  subject=None, source=qa.source)
         )
+    return out
+
+
+def _same_place(plot: MoviePlot, question: str, answer: str, distractors: list[str]) -> list[str]:
+    """Move wrong options to the place the question names, so the place does not give the answer away."""
+    places = [loc.name for loc in plot.movie.locations]
+    asked = [p for p in places if p in question and p in answer]
+    if len(asked) != 1:
+        return distractors
+    out = []
+    for d in distractors:
+        moved = d
+        for p in places:
+            if p != asked[0] and p in moved:
+                moved = moved.replace(p, asked[0])
+        fresh = moved not in out and _norm(moved) != _norm(answer) and _norm(answer) not in _norm(moved)
+        out.append(moved if fresh else d)
     return out
 
 

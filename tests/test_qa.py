@@ -84,3 +84,16 @@ def test_deterministic_per_seed(plot):
 def test_helpers(plot):
     assert swap_colour("a tall woman in red", "teal") == "a tall woman in teal"
     assert describe_frame(plot, plot.frames[1]) == "a tall woman with short grey hair in red is holding a lantern in the lighthouse place"
+
+
+def test_wrong_options_move_to_the_place_the_question_names(plot):
+    from dreamframe_assets.qa import _same_place
+
+    moved = _same_place(plot, "Why is Mara at the harbor place?", "Because she mends the boat at the harbor place.",
+                        ["Because she watches the sea at the lighthouse place.", "Because a storm came."])
+    assert moved == ["Because she watches the sea at the harbor place.", "Because a storm came."]
+
+
+def test_no_option_offers_a_missing_object(plot):
+    for qa in write(plot):
+        assert not any(o.endswith("None.") or " None" in o for o in qa.options), qa
