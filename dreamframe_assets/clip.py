@@ -11,11 +11,7 @@ import threading
 
 import numpy as np
 
-
-def _device(device: str) -> str:
-    import torch
-
-    return device if device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+from .llm import auto_device
 
 
 class ClipEmbedder:
@@ -39,7 +35,7 @@ class ClipEmbedder:
             if self._model is None:
                 from transformers import CLIPModel, CLIPProcessor
 
-                self.device = _device(self.device_name)
+                self.device = auto_device(self.device_name)
                 self._processor = CLIPProcessor.from_pretrained(self.model_name)
                 # float32 everywhere: embeddings are compared across runs, and CLIP is small
                 self._model = CLIPModel.from_pretrained(self.model_name).to(self.device).eval()

@@ -24,6 +24,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from .cache import bytes_digest, digest
+from .llm import auto_device
 from .params import DiffusionParams, KeyframesParams, StyleBanksParams, TextualInversionParams
 from .plot import Movie, MoviePlot
 
@@ -75,11 +76,7 @@ def pipeline_kind(params: DiffusionParams) -> str:
 
 
 def resolve_device(params: DiffusionParams) -> str:
-    import torch
-
-    if params.device != "auto":
-        return params.device
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    return auto_device(params.device)
 
 
 def resolve_dtype(params: DiffusionParams) -> torch.dtype:

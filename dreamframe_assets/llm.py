@@ -195,11 +195,18 @@ def _retry_after(response: httpx.Response) -> float | None:
         return None  # an HTTP date: fall back to our own backoff
 
 
-def device_and_dtype(device: str, dtype: str):
-    """``auto`` means the GPU when there is one, in bfloat16 (float16 where unsupported); else float32 on CPU."""
+def auto_device(device: str) -> str:
+    """``auto`` means the GPU when there is one, else the CPU."""
     import torch
 
-    device = device if device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    return device if device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def device_and_dtype(device: str, dtype: str):
+    """``auto`` dtype: bfloat16 on the GPU (float16 where unsupported), float32 on the CPU."""
+    import torch
+
+    device = auto_device(device)
     if dtype != "auto":
         return device, getattr(torch, dtype)
     if device.startswith("cuda"):
