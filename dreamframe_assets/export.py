@@ -435,7 +435,10 @@ def encode_mp4(path: Path, images: list[np.ndarray], fps: float) -> bool:
             stream = box.add_stream("libx264", rate=rate)
             stream.height, stream.width = images[0].shape[:2]
             stream.pix_fmt = "yuv420p"
-            stream.options = {"crf": "18", "preset": "medium"}
+            # one encoder thread: x264's threaded rate control depends on timing, so a loaded
+            # machine would otherwise give different bytes for the same frames
+            stream.options = {"crf": "18", "preset": "medium", "threads": "1"}
+            stream.thread_count = 1
             for i, image in enumerate(images):
                 frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
                 frame.pts = i
