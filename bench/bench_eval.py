@@ -21,15 +21,19 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from dreamframe_assets import embed
-from dreamframe_assets.blind import BlindAnswerer
-from dreamframe_assets.diversity import distinct_n, near_duplicate_rate, normalized_entropy
-from dreamframe_assets.embed import TextEmbedder
-from dreamframe_assets.evaluate import accuracy
-from dreamframe_assets.params import EvalScoresParams
-from dreamframe_assets.retrieval import frame_text, text_map
-from dreamframe_assets.steps import read_qa
-from dreamframe_assets.store import read_plots
+from dreamframe_assets.core.params import EvalScoresParams
+from dreamframe_assets.core.store import read_plots
+from dreamframe_assets.evaluate.blind import BlindAnswerer
+from dreamframe_assets.evaluate.diversity import (
+    distinct_n,
+    near_duplicate_rate,
+    normalized_entropy,
+)
+from dreamframe_assets.evaluate.metrics import accuracy
+from dreamframe_assets.evaluate.retrieval import frame_text, text_map
+from dreamframe_assets.models import embed
+from dreamframe_assets.models.embed import TextEmbedder
+from dreamframe_assets.pipeline.steps import read_qa
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -18,8 +18,8 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from dreamframe_assets.llm import OpenAIChatClient
-from dreamframe_assets.params import LLMParams
+from dreamframe_assets.core.params import LLMParams
+from dreamframe_assets.models.llm import OpenAIChatClient
 
 
 def serve(latency: float) -> ThreadingHTTPServer:

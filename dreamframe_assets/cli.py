@@ -15,7 +15,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from .params import ParamsError, load_params
+from .core.params import ParamsError
+from .pipeline.backends import checked_params
 from .resources import project_root
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
@@ -108,7 +109,7 @@ def materialize(
     """Materialize assets through Dagster, recorded in the project's instance."""
     root = project_root(root)
     try:
-        load_params(root)  # bad params fail here, before any work
+        checked_params(root)  # bad params fail here, before any work
     except ParamsError as exc:
         err.print(f"[red]error[/red] {exc}", highlight=False)
         raise typer.Exit(2) from None
@@ -126,7 +127,7 @@ def run(
 
     root = project_root(root)
     try:
-        load_params(root)
+        checked_params(root)
     except ParamsError as exc:
         err.print(f"[red]error[/red] {exc}", highlight=False)
         raise typer.Exit(2) from None
@@ -167,8 +168,8 @@ def show(
     """One movie: its plot, some QA pairs, and a contact sheet of its keyframes."""
     from PIL import Image
 
-    from .steps import read_keyframes, read_qa
-    from .store import contact_sheet, read_plots
+    from .core.store import contact_sheet, read_plots
+    from .pipeline.steps import read_keyframes, read_qa
 
     root = project_root(root)
     plots = read_plots(root)
@@ -244,7 +245,7 @@ def diff(
 ) -> None:
     """Compare two dataset versions: movies added / removed / changed, QA and qtype mix,
     metrics and params; read through DVC, never by re-running the pipeline."""
-    from .diff import DiffError, run_diff
+    from .dataset.diff import DiffError, run_diff
 
     try:
         run_diff(project_root(root), rev_a, rev_b, html_out=html, console=console)
@@ -269,7 +270,7 @@ def export(
     a Hugging Face Parquet dataset with a card, mp4 per movie, or the paper authors' story JSON."""
     from rich.progress import Progress
 
-    from .export import FORMATS, export_all
+    from .dataset.export import FORMATS, export_all
 
     root = project_root(root)
     unknown = [f for f in format if f not in (*FORMATS, "authors")]
@@ -277,8 +278,8 @@ def export(
         raise typer.BadParameter(f"unknown format(s) {unknown}; choose from {', '.join((*FORMATS, 'authors'))}")
     out.mkdir(parents=True, exist_ok=True)
     if "authors" in format:
-        from .authors import export_story
-        from .store import read_plots
+        from .core.store import read_plots
+        from .story.authors import export_story
 
         plots = read_plots(root)
         for movie_id, plot in plots.items():
@@ -296,8 +297,8 @@ def export(
 
 def main() -> None:
     """Entry point: errors the user can fix are one line and a non-zero exit, not a traceback."""
-    from .authors import StoryFormatError
-    from .schemas import ContractError
+    from .core.schemas import ContractError
+    from .story.authors import StoryFormatError
 
     try:
         app()

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import dagster as dg
 
-from .params import Params, load_params
+from .core.params import Params
+from .pipeline.backends import checked_params
 
 
 def project_root(root: str | os.PathLike | None = None) -> Path:
@@ -25,4 +26,4 @@ class Workspace(dg.ConfigurableResource):
         return project_root(self.root or None)
 
     def params(self) -> Params:
-        return load_params(self.path)
+        return checked_params(self.path)

@@ -18,8 +18,8 @@ import numpy as np
 import polars as pl
 from PIL import Image
 
-from dreamframe_assets.steps import read_keyframes
-from dreamframe_assets.store import contact_sheet, stage_dir
+from dreamframe_assets.core.store import contact_sheet, stage_dir
+from dreamframe_assets.pipeline.steps import read_keyframes
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dreamframe_assets.plot import (
+from dreamframe_assets.core.plot import (
     Character,
     DialogueLine,
     Frame,

@@ -9,28 +9,12 @@ from typing import Any
 import dagster as dg
 import polars as pl
 
-from .. import answer, authors, cache, evaluate, params, plot, qa, render, schemas, steps, store, story, style
-from ..cache import source_version
-from ..schemas import ContractError
-from ..steps import StepResult
-from ..store import read_table, stage_dir
+from ..core.schemas import ContractError
+from ..core.store import read_table, stage_dir
+from ..pipeline.code import code_version
+from ..pipeline.steps import StepResult
 
-_SHARED = (steps, store, schemas, cache, params, plot)
-_STAGE_CODE = {
-    "movie_plots": (story, authors, "dreamframe_assets.story_llm", "dreamframe_assets.llm"),
-    "style_banks": (style, render, "dreamframe_assets.diffusion"),
-    "keyframes": (render, "dreamframe_assets.diffusion"),
-    "qa_pairs": (qa, "dreamframe_assets.gates", "dreamframe_assets.embed", "dreamframe_assets.story_llm",
-                 "dreamframe_assets.llm"),
-    "eval_scores": (evaluate, answer, qa, "dreamframe_assets.gates", "dreamframe_assets.embed", "dreamframe_assets.blind",
-                    "dreamframe_assets.pixel", "dreamframe_assets.vlm", "dreamframe_assets.clip", "dreamframe_assets.retrieval",
-                    "dreamframe_assets.diversity", "dreamframe_assets.charts"),
-}
-
-
-def code_version(stage: str) -> str:
-    """Hash of the code the stage runs, so the UI marks it unsynced when code changes."""
-    return source_version(*_SHARED, *_STAGE_CODE[stage])
+__all__ = ["code_version", "contract_check", "image_md", "to_result"]
 
 
 def _table(df: pl.DataFrame) -> dg.TableMetadataValue:

@@ -4,10 +4,10 @@ import json
 
 import dagster as dg
 
+from ..core.store import stage_dir
+from ..core.vocabulary import GROUNDED_QTYPES
+from ..pipeline.steps import evaluate_dataset
 from ..resources import Workspace
-from ..schemas import GROUNDED_QTYPES
-from ..steps import evaluate_dataset
-from ..store import stage_dir
 from .common import code_version, image_md, to_result
 
 CHARTS = {"qtype_mix": "Question types", "accuracy": "Accuracy per question type", "style": "Style consistency"}

@@ -2,8 +2,8 @@
 
 import dagster as dg
 
+from ..pipeline.steps import read_keyframes, render_keyframes
 from ..resources import Workspace
-from ..steps import read_keyframes, render_keyframes
 from .common import code_version, contract_check, image_md, to_result
 
 
@@ -20,7 +20,7 @@ def sample_sheet(root, movies: int = 3, frames: int = 6) -> bytes:
     import numpy as np
     from PIL import Image
 
-    from ..store import contact_sheet, png_bytes, read_table, stage_dir
+    from ..core.store import contact_sheet, png_bytes, read_table, stage_dir
 
     ids = read_table(stage_dir(root, "keyframes") / "keyframes.parquet", "keyframes")["movie_id"].unique(maintain_order=True)
     rows = []

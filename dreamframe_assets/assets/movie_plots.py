@@ -2,9 +2,9 @@
 
 import dagster as dg
 
+from ..core.store import PLOT_TABLES
+from ..pipeline.steps import write_movie_plots
 from ..resources import Workspace
-from ..steps import write_movie_plots
-from ..store import PLOT_TABLES
 from .common import code_version, contract_check, to_result
 
 

@@ -2,10 +2,10 @@
 
 import dagster as dg
 
-from ..backends import EMBED_CACHE
+from ..core.store import read_plots
+from ..pipeline.backends import EMBED_CACHE
+from ..pipeline.steps import read_qa, write_qa_pairs
 from ..resources import Workspace
-from ..steps import read_qa, write_qa_pairs
-from ..store import read_plots
 from .common import code_version, contract_check, image_md, to_result
 
 
@@ -13,7 +13,7 @@ from .common import code_version, contract_check, image_md, to_result
 def qa_pairs(workspace: Workspace) -> dg.MaterializeResult:
     """The story levels' what/why/how/where/overview questions and questions grounded in the frames,
     through the gates (options, length, evidence, oracle, duplicates, qtype cap)."""
-    from ..charts import qtype_mix_png
+    from ..evaluate.charts import qtype_mix_png
 
     params = workspace.params()
     result = write_qa_pairs(workspace.path, params)
@@ -29,8 +29,8 @@ def qa_pairs_contract(workspace: Workspace) -> dg.AssetCheckResult:
 @dg.asset_check(asset=qa_pairs, blocking=True)
 def qa_pairs_grounded(workspace: Workspace) -> dg.AssetCheckResult:
     """The oracle answers the QAs from the frames and plot, and no QA repeats another."""
-    from ..embed import TextEmbedder
-    from ..gates import verify
+    from ..models.embed import TextEmbedder
+    from ..qa.gates import verify
 
     p = workspace.params().qa_pairs
     embedder = TextEmbedder(p.embedder, workspace.path / EMBED_CACHE)

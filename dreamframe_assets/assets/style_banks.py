@@ -2,8 +2,8 @@
 
 import dagster as dg
 
+from ..pipeline.steps import learn_style_banks
 from ..resources import Workspace
-from ..steps import learn_style_banks
 from .common import code_version, contract_check, to_result
 
 

@@ -1,0 +1,1 @@
+"""The built dataset: comparing versions (diff) and exporting it for training."""

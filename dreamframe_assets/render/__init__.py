@@ -1,0 +1,1 @@
+"""Keyframes: every frame drawn in its movie's style (offline renderer, diffusion)."""

@@ -1,0 +1,43 @@
+import polars as pl
+import pytest
+
+from dreamframe_assets.core.schemas import ContractError, validate
+from dreamframe_assets.core.store import plot_rows, rows_table
+
+
+def frames_table(plot) -> pl.DataFrame:
+    return rows_table("frames", plot_rows(plot)["frames"])
+
+
+def test_plot_tables_match_their_schemas(plot):
+    for table, rows in plot_rows(plot).items():
+        validate(table, rows_table(table, rows))
+
+
+def test_a_bad_value_names_table_column_and_rows(plot):
+    df = frames_table(plot).with_columns(
+        pl.when(pl.col("frame_index").is_in([1, 4])).then(pl.lit("fly")).otherwise(pl.col("action")).alias("action")
+    )
+    with pytest.raises(ContractError) as info:
+        validate("frames", df, where="movie_plots/frames.parquet")
+    message = str(info.value)
+    assert "table 'frames' (movie_plots/frames.parquet)" in message
+    assert "column 'action'" in message and "[1, 4]" in message and "fly" in message
+
+
+def test_row_rules_and_missing_columns_are_reported(plot):
+    df = frames_table(plot)
+    hug_alone = df.with_columns(characters=pl.when(pl.col("action") == "hug").then(pl.lit(["c0"])).otherwise(pl.col("characters")))
+    with pytest.raises(ContractError, match="hug needs two people"):
+        validate("frames", hug_alone)
+    with pytest.raises(ContractError, match="prompt"):
+        validate("frames", df.drop("prompt"))
+
+
+def test_qa_answer_must_be_the_indexed_option():
+    row = dict(movie_id="m", qa_id="m-q0", level="grounded", qtype="count", question="How many?",
+               answer="two", options=["one", "two", "three", "four"], answer_index=2, evidence_frames=[0],
+               subject=None, source="frame:0:count")
+    with pytest.raises(ContractError, match="answer is the indexed option"):
+        validate("qa", rows_table("qa", [row]))
+    validate("qa", rows_table("qa", [{**row, "answer_index": 1}]))

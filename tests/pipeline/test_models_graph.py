@@ -1,0 +1,154 @@
+"""The graph with real model backends: tiny diffusion models built in the test."""
+
+from __future__ import annotations
+
+import json
+
+import polars as pl
+import pytest
+import yaml
+from safetensors.numpy import load as load_safetensors
+
+from dreamframe_assets.core.params import load_params
+from dreamframe_assets.models import diffusion
+
+from ..models.test_diffusion import build_tiny_sd
+from .test_pipeline import materialize, metadata
+
+
+@pytest.fixture
+def diffusion_project(project, tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("DREAMFRAME_ROOT", str(project))
+    model = build_tiny_sd(tmp_path_factory.mktemp("tiny-sd"))
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["movie_plots"]["themes"] = params["movie_plots"]["themes"][:2]
+    sd = {"model": str(model), "steps": 2, "batch_size": 4}
+    params["style_banks"].update(learner="textual_inversion", references=2, size=64)
+    params["style_banks"]["diffusion"].update(sd)
+    params["style_banks"]["textual_inversion"].update(steps=2, gradient_accumulation=1, resolution=64)
+    params["keyframes"].update(renderer="diffusion", width=64, height=64)
+    params["keyframes"]["diffusion"].update(sd)
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    return project
+
+
+def test_textual_inversion_styles_and_diffusion_keyframes_through_the_graph(diffusion_project):
+    root = diffusion_project
+    result = materialize(root)
+    assert result.success
+    styles = pl.read_parquet(root / "data/style_banks/styles.parquet")
+    for row in styles.iter_rows(named=True):
+        style = json.loads(row["params_json"])
+        assert style["kind"] == "textual_inversion"
+        files = list((root / "data/style_banks/embeddings" / row["movie_id"]).glob("*.safetensors"))
+        assert len(files) == 1
+        vectors = load_safetensors(files[0].read_bytes())
+        assert vectors and all(v.size == 32 for v in vectors.values())  # the tiny CLIP width
+    index = pl.read_parquet(root / "data/keyframes/keyframes.parquet")
+    assert index.height == 2 * 2 * 2 * 3 and set(index["width"]) == {64}
+    assert json.loads((root / "data/eval_scores/metrics.json").read_text())["counts"]["keyframes"] == 24
+
+    # a second run pays for no diffusion step: every item comes from the cache
+    params = load_params(root)
+    pipe = diffusion.load_pipeline(params.keyframes.diffusion)
+    calls = []
+    hook = pipe.unet.register_forward_hook(lambda *a: calls.append(1))
+    try:
+        again = materialize(root)
+    finally:
+        hook.remove()
+    assert again.success and calls == []
+    for stage in ["style_banks", "keyframes"]:
+        assert metadata(again, stage)["cache_misses"] == 0
+
+
+def test_a_changed_diffusion_knob_redraws_only_keyframes(diffusion_project):
+    root = diffusion_project
+    assert materialize(root).success
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["keyframes"]["diffusion"]["guidance_scale"] = 3.0
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    again = materialize(root, ["style_banks", "keyframes"])
+    assert metadata(again, "style_banks")["cache_misses"] == 0
+    assert metadata(again, "keyframes")["cache_misses"] == 2
+
+
+def test_an_imported_story_uses_the_authors_style_embedding(project, tmp_path_factory, monkeypatch):
+    """A <story>.pt beside <story>.json is that movie's style token, used as is (no learning)."""
+    import torch
+
+    from dreamframe_assets.story.authors import export_story
+    from dreamframe_assets.story.offline import OfflineStoryWriter
+
+    from ..models.test_diffusion import build_tiny_sdxl
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("DREAMFRAME_ROOT", str(project))
+    model = build_tiny_sdxl(tmp_path_factory.mktemp("tiny-sdxl"))
+    (project / "stories").mkdir()
+    story = export_story(OfflineStoryWriter().write("A ferry crosses a foggy strait", "x", 0, 1, 2, 2))
+    (project / "stories" / "ferry.json").write_text(json.dumps(story))
+    emb, emb2 = torch.arange(32, dtype=torch.float32) / 32, -torch.arange(64, dtype=torch.float32) / 64
+    torch.save({"emb": emb, "emb2": emb2}, project / "stories" / "ferry.pt")
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["movie_plots"]["themes"] = []
+    xl = {"model": str(model), "steps": 2, "batch_size": 4}
+    params["style_banks"].update(learner="textual_inversion", references=2, size=64)
+    params["style_banks"]["diffusion"].update(xl)
+    params["keyframes"].update(renderer="diffusion", width=64, height=64)
+    params["keyframes"]["diffusion"].update(xl)
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+    result = materialize(project, ["movie_plots", "style_banks", "keyframes"])
+    assert result.success
+    [folder] = list((project / "data/style_banks/embeddings").iterdir())
+    assert folder.name.startswith("story-ferry")
+    [file] = list(folder.glob("*.safetensors"))
+    vectors = load_safetensors(file.read_bytes())
+    assert (vectors["clip_l"].reshape(-1) == emb.numpy()).all()
+    assert (vectors["clip_g"].reshape(-1) == emb2.numpy()).all()
+    assert pl.read_parquet(project / "data/keyframes/keyframes.parquet").height == 4
+
+
+def test_llm_writers_through_the_graph_pay_once_and_quarantine_bad_movies(project, monkeypatch):
+    from ..models.test_llm import ChatServer
+    from ..story.test_llm import canned
+
+    monkeypatch.setenv("DREAMFRAME_ROOT", str(project))
+
+    def handler(body, n):
+        if "broken" in json.dumps(body["messages"]):  # this theme's level 1 never parses
+            return "Sorry, I cannot help with that."
+        return canned(body, n)
+
+    with ChatServer(handler) as server:
+        params = yaml.safe_load((project / "params.yaml").read_text())
+        params["movie_plots"]["themes"] = [
+            "A lighthouse keeper finds a message in a bottle during a winter storm",
+            "A broken clock tower stops time in a small town",
+        ]
+        llm = {"client": "openai", "base_url": server.base_url, "model": "tiny", "concurrency": 4}
+        for stage in ["movie_plots", "qa_pairs"]:
+            params[stage]["writer"] = "llm"
+            params[stage]["llm"].update(llm)
+        params["movie_plots"].update(substories=2, tinystories=2, frames=3)
+        (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+        result = materialize(project)
+        assert result.success
+        md = metadata(result, "movie_plots")
+        assert md["count_movies"] == 1 and md["count_quarantined"] == 1
+        assert md["llm_usage"]["requests_sent"] == len([b for b in server.bodies if "qa" != b["response_format"]["json_schema"]["name"]])
+        quarantine = pl.read_parquet(project / "data/movie_plots/quarantine.parquet")
+        assert quarantine["step"].to_list() == ["level1"] and "broken clock tower" in quarantine["prompt"][0]
+        assert metadata(result, "qa_pairs")["llm_usage"]["requests_sent"] > 0
+        metrics = json.loads((project / "data/eval_scores/metrics.json").read_text())
+        assert metrics["accuracy"]["oracle"]["overall"] == 1.0
+
+        sent = len(server.bodies)
+        again = materialize(project)
+        assert again.success
+        # the good movie is a cache hit; the quarantined one is re-parsed from cached answers
+        assert len(server.bodies) == sent
+        assert metadata(again, "movie_plots")["llm_usage"]["requests_sent"] == 0
