@@ -6,7 +6,7 @@ export PATH := $(BIN):$(PATH)
 export DAGSTER_HOME := $(CURDIR)/.dagster
 export DAGSTER_DISABLE_TELEMETRY := 1
 
-.PHONY: setup run test ui bench clean
+.PHONY: setup run test test-fast ui bench clean
 
 setup: $(VENV)/.installed
 
@@ -21,8 +21,14 @@ run: setup
 	$(BIN)/dvc repro
 	$(BIN)/dreamframe summary
 
+# Every test (what CI runs): the unit tests, then the integration tests that build
+# the dataset through Dagster, DVC, the CLI and the UI.
 test: setup
 	$(BIN)/python -m pytest -n 2
+
+# The unit tests only (no Dagster runs, no subprocesses): what to run while editing.
+test-fast: setup
+	$(BIN)/python -m pytest -n 2 -m "not integration"
 
 # The Dagster UI on loopback; it reads the same instance `make run` writes to.
 ui: setup

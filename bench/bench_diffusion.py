@@ -28,7 +28,7 @@ sys.path.insert(0, str(REPO))
 from tests.test_diffusion import build_tiny_sd  # noqa: E402
 
 from dreamframe_assets.core.params import DiffusionParams, KeyframesParams
-from dreamframe_assets.models import diffusion as dd
+from dreamframe_assets.render.diffusion import DiffusionRenderer
 from tests.conftest import make_plot  # noqa: E402
 
 
@@ -39,7 +39,7 @@ def movie_with(frames: int):
     return dataclasses.replace(plot, frames=tuple(drawn))
 
 
-def timed(renderer: dd.DiffusionRenderer, plot, size: int, repeats: int) -> tuple[float, list[np.ndarray]]:
+def timed(renderer: DiffusionRenderer, plot, size: int, repeats: int) -> tuple[float, list[np.ndarray]]:
     """Best of ``repeats`` wall times (the least disturbed by other work on the machine)."""
     best, images = float("inf"), []
     for _ in range(repeats):
@@ -63,8 +63,8 @@ def main() -> None:
         model = build_tiny_sd(Path(tmp) / "tiny-sd")
         plot = movie_with(args.frames)
 
-        def renderer(batch: int) -> dd.DiffusionRenderer:
-            return dd.DiffusionRenderer(KeyframesParams(renderer="diffusion", diffusion=DiffusionParams(
+        def renderer(batch: int) -> DiffusionRenderer:
+            return DiffusionRenderer(KeyframesParams(renderer="diffusion", diffusion=DiffusionParams(
                 model=str(model), steps=args.steps, batch_size=batch)))
 
         renderer(1).render(movie_with(2), None, args.size, args.size, seed=0)  # load + warm up, not timed

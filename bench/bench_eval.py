@@ -24,16 +24,13 @@ from pathlib import Path
 from dreamframe_assets.core.params import EvalScoresParams
 from dreamframe_assets.core.store import read_plots
 from dreamframe_assets.evaluate.blind import BlindAnswerer
-from dreamframe_assets.evaluate.diversity import (
-    distinct_n,
-    near_duplicate_rate,
-    normalized_entropy,
-)
+from dreamframe_assets.evaluate.diversity import distinct_n, normalized_entropy
 from dreamframe_assets.evaluate.metrics import accuracy
-from dreamframe_assets.evaluate.retrieval import frame_text, text_map
-from dreamframe_assets.models import embed
+from dreamframe_assets.evaluate.retrieval import frame_text, mean_ap, text_aps
+from dreamframe_assets.models import device, embed
 from dreamframe_assets.models.embed import TextEmbedder
 from dreamframe_assets.pipeline.steps import read_qa
+from dreamframe_assets.qa.gates import similar_pairs
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -59,15 +56,16 @@ def main() -> None:
 
     model, load_s = timed(embed.load_model, params.embedder.model, params.embedder.device)
     _, naive_s = timed(lambda: model.encode(texts, batch_size=params.embedder.batch_size, show_progress_bar=False))
-    embed._MODELS[(params.embedder.model, params.embedder.device)] = model  # cold pass: no second load
+    key = ("sentence-embedding", params.embedder.model, params.embedder.device)
+    device.load_once(key, lambda: model)  # the cold pass uses it: no second load
 
     cache = Path(tempfile.mkdtemp(prefix="dreamframe-embed-bench-"))
     try:
         _, cold_s = timed(TextEmbedder(params.embedder, cache).encode, texts)
-        embed._MODELS.clear()  # the warm pass must not need the model
+        device._LOADED.clear()  # the warm pass must not need the model
         warm = TextEmbedder(params.embedder, cache)
         _, warm_s = timed(warm.encode, texts)
-        assert warm.stats()["computed"] == 0 and not embed._MODELS
+        assert warm.stats()["computed"] == 0 and key not in device._LOADED
 
         # evaluation on the warm cache
         t0 = time.perf_counter()
@@ -78,9 +76,9 @@ def main() -> None:
         ordered = [qa for mid in by_movie for qa in by_movie[mid]]
         picks = [p for mid, mqs in by_movie.items() for p in blind.answer(plots[mid], mqs)]
         blind_acc = accuracy(ordered, picks)
-        text_mean_ap = text_map(plots, qas, blind.embedder)
+        text_mean_ap = mean_ap([ap for mid, mqs in by_movie.items() for ap in text_aps(plots[mid], mqs, blind.embedder)])
         questions = blind.embedder.encode([qa.question for qa in qas])
-        dup_rate = near_duplicate_rate(questions, 0.95)
+        dup_rate = len({j for _, j in similar_pairs(questions, 0.95)}) / len(qas)
         distinct2 = distinct_n([qa.question for qa in qas], 2)
         qtype_entropy = normalized_entropy(qa.qtype for qa in qas)
         eval_s = time.perf_counter() - t0

@@ -1,12 +1,17 @@
-"""Shared test fixtures: a hand-made plot, and a tiny project folder."""
+"""Shared test fixtures: a hand-made plot, a tiny project folder, the tiny project built once
+per session (``built_dataset``; tests work on copies, ``built_project``), and tiny
+diffusion models."""
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 from pathlib import Path
 
 import pytest
 import yaml
+from filelock import FileLock
 
 from dreamframe_assets.core.plot import (
     Character,
@@ -37,12 +42,120 @@ def tiny_params(themes=TINY_THEMES) -> dict:
     return params
 
 
+def write_project(root: Path) -> Path:
+    """A project folder with tiny params (3 movies, 12 frames each)."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "params.yaml").write_text(yaml.safe_dump(tiny_params(), sort_keys=False))
+    shutil.copy(REPO / "themes.txt", root / "themes.txt")
+    return root
+
+
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
-    """A project folder with tiny params (3 movies, 12 frames each)."""
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(tiny_params(), sort_keys=False))
-    shutil.copy(REPO / "themes.txt", tmp_path / "themes.txt")
-    return tmp_path
+    """A project folder with tiny params (3 movies, 12 frames each), nothing built."""
+    return write_project(tmp_path)
+
+
+# ---------------------------------------------------------------- the graph, in process
+STAGES = ["movie_plots", "style_banks", "keyframes", "qa_pairs", "eval_scores"]
+
+
+def materialize(root, selection=None, checks_only=False, instance=None):
+    """Assets (and their checks) through Dagster in this process, on the project at ``root``."""
+    import dagster as dg
+
+    from dreamframe_assets.definitions import defs
+
+    os.environ["DREAMFRAME_ROOT"] = str(root)
+    sel = dg.AssetSelection.assets(*(selection or STAGES))
+    if checks_only:
+        sel = dg.AssetSelection.checks_for_assets(*(selection or STAGES))
+    return dg.materialize(
+        [*defs.assets, *defs.asset_checks],
+        selection=sel,
+        instance=instance or dg.DagsterInstance.ephemeral(),
+        resources={"workspace": defs.resources["workspace"]},
+        raise_on_error=False,
+    )
+
+
+def metadata(result, asset):
+    [mat] = result.asset_materializations_for_node(asset)
+    return {k: v.value for k, v in mat.metadata.items()}
+
+
+def _plain(value):
+    """A metadata value as JSON: numbers, text, lists and dicts as they are, the rest as text."""
+    if value is None or type(value) in (bool, int, float, str):
+        return value
+    if type(value) in (list, tuple):
+        return [_plain(v) for v in value]
+    if type(value) is dict:
+        return {str(k): _plain(v) for k, v in value.items()}
+    return str(value)
+
+
+BUILD_RECORD = ".build.json"  # what the session's one build reported, for the tests that check it
+
+
+@pytest.fixture(scope="session")
+def built_dataset(tmp_path_factory, worker_id) -> Path:
+    """The tiny project built through the whole graph once per test session, whatever the
+    number of xdist workers (the first to get the lock builds). Read-only: tests that change
+    anything take a copy (``built_project``, ``copy_built``). ``BUILD_RECORD`` holds the
+    build's check results and materialization metadata."""
+    base = tmp_path_factory.getbasetemp()
+    shared = base if worker_id == "master" else base.parent  # this run's folder, shared by its workers
+    golden = shared / "built-project"
+    with FileLock(str(shared / "built-project.lock")):
+        if not (golden / BUILD_RECORD).exists():
+            shutil.rmtree(golden, ignore_errors=True)
+            before = os.environ.get("DREAMFRAME_ROOT")
+            try:
+                result = materialize(write_project(golden))
+            finally:
+                if before is None:
+                    os.environ.pop("DREAMFRAME_ROOT", None)
+                else:
+                    os.environ["DREAMFRAME_ROOT"] = before
+            assert result.success
+            record = {
+                "checks": {c.check_name: c.passed for c in result.get_asset_check_evaluations()},
+                "metadata": {stage: _plain(metadata(result, stage)) for stage in STAGES},
+                "data_versions": {stage: result.asset_materializations_for_node(stage)[0].tags["dagster/data_version"]
+                                  for stage in STAGES},
+            }
+            (golden / BUILD_RECORD).write_text(json.dumps(record))
+    return golden
+
+
+def build_record(built: Path) -> dict:
+    return json.loads((built / BUILD_RECORD).read_text())
+
+
+def copy_built(built: Path, dest: Path) -> Path:
+    """A private copy of the built project (data, item cache, embeddings), mtimes kept."""
+    shutil.copytree(built, dest, ignore=shutil.ignore_patterns(BUILD_RECORD))
+    return dest
+
+
+def warm_copy(built: Path, dest: Path) -> Path:
+    """A fresh project (nothing built, no item cache) that shares the session build's sentence
+    embeddings: building it computes every item, but no embedding model is loaded."""
+    write_project(dest)
+    shutil.copytree(built / ".dreamframe" / "embeddings", dest / ".dreamframe" / "embeddings")
+    return dest
+
+
+@pytest.fixture
+def warm_project(built_dataset, tmp_path) -> Path:
+    return warm_copy(built_dataset, tmp_path / "warm")
+
+
+@pytest.fixture
+def built_project(built_dataset, tmp_path) -> Path:
+    """A copy of the session's built project that a test may change."""
+    return copy_built(built_dataset, tmp_path / "built")
 
 
 def make_plot() -> MoviePlot:
@@ -99,3 +212,26 @@ def make_plot() -> MoviePlot:
 @pytest.fixture
 def plot() -> MoviePlot:
     return make_plot()
+
+
+# Tiny diffusion models, saved as a user's model is: built once per worker, shared by the
+# model, render, style and graph tests.
+@pytest.fixture(scope="session")
+def tiny_sd(tmp_path_factory) -> Path:
+    from .tiny_diffusion import build_tiny_sd
+
+    return build_tiny_sd(tmp_path_factory.mktemp("tiny-sd"))
+
+
+@pytest.fixture(scope="session")
+def tiny_sdxl(tmp_path_factory) -> Path:
+    from .tiny_diffusion import build_tiny_sdxl
+
+    return build_tiny_sdxl(tmp_path_factory.mktemp("tiny-sdxl"))
+
+
+@pytest.fixture(scope="session")
+def tiny_sdxl_refiner(tmp_path_factory) -> Path:
+    from .tiny_diffusion import build_tiny_sdxl_refiner
+
+    return build_tiny_sdxl_refiner(tmp_path_factory.mktemp("tiny-sdxl-refiner"))

@@ -5,7 +5,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
+
+pytestmark = pytest.mark.integration
 
 BIN = Path(sys.executable).parent
 
@@ -26,7 +29,8 @@ def test_bad_params_fail_before_any_work_naming_the_key(project):
     assert not (project / "data").exists()
 
 
-def test_materialize_records_in_the_project_instance_and_summary_reports(project):
+def test_materialize_records_in_the_project_instance_and_summary_reports(warm_project):
+    project = warm_project
     run = dreamframe(project, "materialize")
     assert run.returncode == 0, run.stderr
     from dagster import AssetKey, DagsterInstance
@@ -46,8 +50,8 @@ def test_unknown_asset_is_a_usage_error(project):
     assert run.returncode != 0 and "unknown asset" in run.stderr
 
 
-def test_export_writes_the_authors_format(project, tmp_path):
-    assert dreamframe(project, "materialize", "movie_plots").returncode == 0
+def test_export_writes_the_authors_format(built_project, tmp_path):
+    project = built_project
     run = dreamframe(project, "export", str(tmp_path / "out"), "--format", "authors")
     assert run.returncode == 0, run.stderr
     files = sorted((tmp_path / "out").glob("*.json"))
@@ -58,8 +62,8 @@ def test_export_writes_the_authors_format(project, tmp_path):
     assert set(story) == {"overview", "character", "img_diag", "QA"}
 
 
-def test_export_for_training_and_show(project, tmp_path):
-    assert dreamframe(project, "materialize").returncode == 0
+def test_export_for_training_and_show(built_project, tmp_path):
+    project = built_project
     run = dreamframe(project, "export", str(tmp_path / "ex"), "-f", "llava", "-f", "hf", "--fps", "1")
     assert run.returncode == 0, run.stderr
     assert (tmp_path / "ex" / "llava.json").exists() and (tmp_path / "ex" / "README.md").exists()

@@ -1,4 +1,4 @@
-"""Dagster assets, one module per asset; each calls its plain step in ``steps.py``."""
+"""Dagster assets, one module per asset; each calls its plain step in ``pipeline/steps.py``."""
 
 from .eval_scores import eval_scores, eval_scores_blind, eval_scores_oracle_grounded
 from .keyframes import keyframes, keyframes_contract

@@ -25,7 +25,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import re
 import tempfile
 from collections import Counter
 from fractions import Fraction
@@ -40,11 +39,12 @@ from ..core.cache import write_if_changed
 from ..core.params import PARAMS_FILE, Params
 from ..core.plot import QA, MoviePlot
 from ..core.store import load_image, read_plots, read_shard, read_table, stage_dir
+from ..evaluate.choice import LETTERS
+from ..models.llm import load_prompt
 from ..pipeline.backends import checked_params
 
 FORMATS = ("llava", "videochatgpt", "hf", "mp4")
-LETTERS = "ABCD"
-PROMPTS_DIR = Path(__file__).parent / "prompts"
+PROMPTS_DIR = Path(__file__).resolve().parents[1] / "prompts"
 HF_PARQUET = "data/train-00000-of-00001.parquet"
 SUBTITLE_DIM = 0.35  # what is left of the picture's brightness under the subtitle band
 
@@ -206,12 +206,8 @@ def size_category(n: int) -> str:
 
 
 def prompt_versions() -> dict[str, str]:
-    """The ``<!-- version: N -->`` of each LLM prompt: part of what made an LLM-written dataset."""
-    versions = {}
-    for path in sorted(PROMPTS_DIR.glob("*.md")):
-        match = re.search(r"<!--\s*version:\s*(\S+?)\s*-->", path.read_text())
-        versions[path.stem] = match.group(1) if match else "unversioned"
-    return versions
+    """The version of each LLM prompt: part of what made an LLM-written dataset."""
+    return {path.stem: load_prompt(path.stem).version for path in sorted(PROMPTS_DIR.glob("*.md"))}
 
 
 def model_ids(params: Params) -> list[tuple[str, str, str]]:

@@ -1,17 +1,18 @@
-"""LLM backends for stage 1 (the movie plot) and for QA pairs.
+"""The LLM story writer: stage 1 (the movie plot) with a chat model.
 
 ``LLMStoryWriter`` runs the method's three levels of story expansion with a chat
 model: one level-1 request per movie, then every substory's level-2 request at
 once, then every tinystory's level-3 request at once. Each level sees only what
-it needs. Its answers are held to the offline writer's rules (``story.py``): the
+it needs. Its answers are held to the offline writer's rules (``story/offline.py``): the
 eight actions, the fixed vocabularies, every frame in its tinystory's place, people
 described by appearance and never named or likened to real people in frame
 prompts, and every QA's answer containing the plot field its ``source`` names, so
-the oracle and the same-shape distractors of ``qa.py`` work on LLM plots too.
+the oracle and the same-shape distractors of ``qa/offline.py`` work on LLM plots too.
 
 What cannot be used after one repair request is quarantined with its prompt: a
 level-2 or level-3 failure costs only that part, a level-1 failure the movie
-(``QuarantineError``).
+(``QuarantineError``). The helpers that check a model's JSON answer are shared with the
+LLM QA writer (``qa/llm.py``).
 """
 
 from __future__ import annotations

@@ -130,6 +130,8 @@ query Checks($path: [String!]!) {
 }
 """
 
+pytestmark = pytest.mark.integration
+
 
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -204,8 +206,8 @@ class DagsterDev:
 
 
 @pytest.fixture
-def dagster_dev(project, tmp_path_factory):
-    server = DagsterDev(project, tmp_path_factory.mktemp("dagster_home"))
+def dagster_dev(warm_project, tmp_path_factory):
+    server = DagsterDev(warm_project, tmp_path_factory.mktemp("dagster_home"))
     try:
         server.wait_until_up()
         yield server
@@ -249,7 +251,8 @@ def failure_messages(server: DagsterDev, run_id: str) -> str:
 
 
 @pytest.mark.skipif(not DAGSTER.exists(), reason="no dagster executable beside this Python")
-def test_ui_materializes_the_whole_graph(project, dagster_dev):
+def test_ui_materializes_the_whole_graph(warm_project, dagster_dev):
+    project = warm_project
     server = dagster_dev
     location, repository = loaded_repository(server)
     page = server.client.get("/asset-groups")  # the lineage page the UI opens on

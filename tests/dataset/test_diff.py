@@ -14,6 +14,7 @@ import shutil
 from pathlib import Path
 
 import polars as pl
+import pytest
 import yaml
 from rich.console import Console
 
@@ -28,10 +29,12 @@ from dreamframe_assets.dataset.diff import (
     run_diff,
 )
 
-from ..conftest import TINY_THEMES
+from ..conftest import TINY_THEMES, materialize
 from ..pipeline.test_dvc import BIN, repo, sh  # noqa: F401  (repo: the project in a fresh git + DVC repo)
 
 NEW_THEME = "A kite maker races the autumn wind"
+
+pytestmark = pytest.mark.integration
 
 
 def edit_params(root: Path, edit) -> None:
@@ -53,13 +56,21 @@ def stamps(root: Path) -> dict[str, int]:
     return {str(p): p.stat().st_mtime_ns for p in files}
 
 
-def test_diff_between_committed_versions_and_the_working_tree(repo, tmp_path_factory):
+def build(root: Path) -> None:
+    """Build the dataset through Dagster in this process, then record it in dvc.lock and DVC's
+    cache (``dvc commit``: what DVC would record after running the stages; ``test_dvc`` runs them)."""
+    assert materialize(root).success
+    sh(root, str(BIN / "dvc"), "commit", "-f", "-q")
+
+
+def test_diff_between_committed_versions_and_the_working_tree(repo, tmp_path_factory, monkeypatch):
     root = repo
+    monkeypatch.setenv("DREAMFRAME_ROOT", str(root))
     keep = tmp_path_factory.mktemp("snapshots")
     dvc = str(BIN / "dvc")
 
     # v1: the tiny dataset
-    sh(root, dvc, "repro")
+    build(root)
     sh(root, "git", "add", "-A")
     sh(root, "git", "commit", "-qm", "v1")
     sh(root, "git", "tag", "v1")
@@ -70,7 +81,7 @@ def test_diff_between_committed_versions_and_the_working_tree(repo, tmp_path_fac
         p["movie_plots"]["themes"][2] = NEW_THEME
         p["qa_pairs"]["max_duplicate_rate"] = 0.03
     edit_params(root, v2)
-    sh(root, dvc, "repro")
+    build(root)
     sh(root, "git", "add", "-A")
     sh(root, "git", "commit", "-qm", "v2")
     sh(root, "git", "tag", "v2")
@@ -78,7 +89,7 @@ def test_diff_between_committed_versions_and_the_working_tree(repo, tmp_path_fac
 
     # working tree: uncommitted, every movie's QA changes
     edit_params(root, lambda p: p["qa_pairs"].update(grounded_per_frame=2.0))
-    sh(root, dvc, "repro")
+    build(root)
     qa3 = pl.read_parquet(root / "data/qa_pairs/qa.parquet")
     before = stamps(root)
 

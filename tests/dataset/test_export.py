@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 
 import av
 import numpy as np
@@ -17,28 +15,18 @@ from dreamframe_assets.core.store import read_plots
 from dreamframe_assets.dataset import export
 from dreamframe_assets.pipeline.steps import read_keyframes, read_qa
 
-from ..conftest import REPO, tiny_params
-from ..pipeline.test_pipeline import materialize
+from ..conftest import copy_built
 
 FPS = 2.0
 
 
+pytestmark = pytest.mark.integration
+
+
 @pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    """The whole graph materialized once for this module (3 movies, 12 frames each)."""
-    root = tmp_path_factory.mktemp("project")
-    (root / "params.yaml").write_text(yaml.safe_dump(tiny_params(), sort_keys=False))
-    shutil.copy(REPO / "themes.txt", root / "themes.txt")
-    before = os.environ.get("DREAMFRAME_ROOT")
-    try:
-        result = materialize(root)
-    finally:
-        if before is None:
-            os.environ.pop("DREAMFRAME_ROOT", None)
-        else:
-            os.environ["DREAMFRAME_ROOT"] = before
-    assert result.success
-    return root
+def built(built_dataset, tmp_path_factory):
+    """A copy of the session's built project (3 movies, 12 frames each) for this module."""
+    return copy_built(built_dataset, tmp_path_factory.mktemp("export-project") / "built")
 
 
 @pytest.fixture(scope="module")

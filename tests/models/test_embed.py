@@ -10,7 +10,7 @@ import pytest
 
 from dreamframe_assets.core.cache import digest
 from dreamframe_assets.core.params import EmbedderParams
-from dreamframe_assets.models import embed
+from dreamframe_assets.models import device, embed
 from dreamframe_assets.models.embed import TextEmbedder
 from dreamframe_assets.qa.gates import similar_pairs
 
@@ -39,7 +39,7 @@ def loads(monkeypatch):
         return model
 
     monkeypatch.setattr(embed, "load_model", fake_load)
-    monkeypatch.setattr(embed, "_MODELS", {})
+    monkeypatch.setattr(device, "_LOADED", {})
     return calls, model
 
 
@@ -62,7 +62,7 @@ def test_second_encode_computes_nothing_and_never_loads_the_model(tmp_path, load
     first = TextEmbedder(EmbedderParams(), tmp_path).encode(texts)
     assert len(calls) == 1
 
-    monkeypatch.setattr(embed, "_MODELS", {})  # as if in a new process
+    monkeypatch.setattr(device, "_LOADED", {})  # as if in a new process
     again = TextEmbedder(EmbedderParams(), tmp_path)
     second = again.encode(texts)
     assert np.array_equal(first, second)

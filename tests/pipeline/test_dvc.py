@@ -30,9 +30,15 @@ def ran(output: str) -> set[str]:
     return {line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")}
 
 
+pytestmark = pytest.mark.integration
+
+
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory) -> Path:
+def repo(tmp_path_factory, built_dataset) -> Path:
+    """The tiny project in a fresh git + DVC repo. Its item cache (outside git and DVC) is the
+    session build's, so a stage that runs takes unchanged movies from it, as after a first build."""
     root = tmp_path_factory.mktemp("dvcrepo")
+    shutil.copytree(built_dataset / ".dreamframe", root / ".dreamframe")
     shutil.copytree(REPO / "stories", root / "stories")
     for name in ["dvc.yaml", "themes.txt", "workspace.yaml", ".gitignore"]:
         shutil.copy(REPO / name, root / name)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import polars as pl
 import pytest
@@ -12,31 +13,44 @@ from safetensors.numpy import load as load_safetensors
 from dreamframe_assets.core.params import load_params
 from dreamframe_assets.models import diffusion
 
-from ..models.test_diffusion import build_tiny_sd
-from .test_pipeline import materialize, metadata
+from ..conftest import materialize, metadata, warm_copy
+
+pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def diffusion_project(project, tmp_path_factory, monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("DREAMFRAME_ROOT", str(project))
-    model = build_tiny_sd(tmp_path_factory.mktemp("tiny-sd"))
+@pytest.fixture(scope="module")
+def diffusion_built(built_dataset, tiny_sd, tmp_path_factory):
+    """Two movies with textual-inversion styles and diffusion keyframes on the tiny SD model,
+    built once for this module (the sentence embeddings are the session build's)."""
+    project = warm_copy(built_dataset, tmp_path_factory.mktemp("diffusion") / "project")
     params = yaml.safe_load((project / "params.yaml").read_text())
     params["movie_plots"]["themes"] = params["movie_plots"]["themes"][:2]
-    sd = {"model": str(model), "steps": 2, "batch_size": 4}
+    sd = {"model": str(tiny_sd), "steps": 2, "batch_size": 4}
     params["style_banks"].update(learner="textual_inversion", references=2, size=64)
     params["style_banks"]["diffusion"].update(sd)
     params["style_banks"]["textual_inversion"].update(steps=2, gradient_accumulation=1, resolution=64)
     params["keyframes"].update(renderer="diffusion", width=64, height=64)
     params["keyframes"]["diffusion"].update(sd)
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HF_HUB_OFFLINE", "1")
+        mp.setenv("DREAMFRAME_ROOT", str(project))
+        result = materialize(project)
+    assert result.success
     return project
+
+
+@pytest.fixture
+def diffusion_project(diffusion_built, tmp_path, monkeypatch):
+    """A copy of the module's diffusion build, to change."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    root = shutil.copytree(diffusion_built, tmp_path / "project")
+    monkeypatch.setenv("DREAMFRAME_ROOT", str(root))
+    return root
 
 
 def test_textual_inversion_styles_and_diffusion_keyframes_through_the_graph(diffusion_project):
     root = diffusion_project
-    result = materialize(root)
-    assert result.success
     styles = pl.read_parquet(root / "data/style_banks/styles.parquet")
     for row in styles.iter_rows(named=True):
         style = json.loads(row["params_json"])
@@ -65,7 +79,6 @@ def test_textual_inversion_styles_and_diffusion_keyframes_through_the_graph(diff
 
 def test_a_changed_diffusion_knob_redraws_only_keyframes(diffusion_project):
     root = diffusion_project
-    assert materialize(root).success
     params = yaml.safe_load((root / "params.yaml").read_text())
     params["keyframes"]["diffusion"]["guidance_scale"] = 3.0
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
@@ -74,18 +87,16 @@ def test_a_changed_diffusion_knob_redraws_only_keyframes(diffusion_project):
     assert metadata(again, "keyframes")["cache_misses"] == 2
 
 
-def test_an_imported_story_uses_the_authors_style_embedding(project, tmp_path_factory, monkeypatch):
+def test_an_imported_story_uses_the_authors_style_embedding(project, tiny_sdxl, monkeypatch):
     """A <story>.pt beside <story>.json is that movie's style token, used as is (no learning)."""
     import torch
 
     from dreamframe_assets.story.authors import export_story
     from dreamframe_assets.story.offline import OfflineStoryWriter
 
-    from ..models.test_diffusion import build_tiny_sdxl
-
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("DREAMFRAME_ROOT", str(project))
-    model = build_tiny_sdxl(tmp_path_factory.mktemp("tiny-sdxl"))
+    model = tiny_sdxl
     (project / "stories").mkdir()
     story = export_story(OfflineStoryWriter().write("A ferry crosses a foggy strait", "x", 0, 1, 2, 2))
     (project / "stories" / "ferry.json").write_text(json.dumps(story))

@@ -13,46 +13,25 @@ from dreamframe_assets.core.ids import movie_id_for
 from dreamframe_assets.definitions import defs
 from dreamframe_assets.pipeline import backends
 
-from ..conftest import TINY_THEMES
-
-STAGES = ["movie_plots", "style_banks", "keyframes", "qa_pairs", "eval_scores"]
-
-
-def materialize(root, selection=None, checks_only=False, instance=None):
-    import os
-
-    os.environ["DREAMFRAME_ROOT"] = str(root)
-    sel = dg.AssetSelection.assets(*(selection or STAGES))
-    if checks_only:
-        sel = dg.AssetSelection.checks_for_assets(*(selection or STAGES))
-    return dg.materialize(
-        [*defs.assets, *defs.asset_checks],
-        selection=sel,
-        instance=instance or dg.DagsterInstance.ephemeral(),
-        resources={"workspace": defs.resources["workspace"]},
-        raise_on_error=False,
-    )
-
-
-def metadata(result, asset):
-    [mat] = result.asset_materializations_for_node(asset)
-    return {k: v.value for k, v in mat.metadata.items()}
+from ..conftest import STAGES, TINY_THEMES, build_record, materialize, metadata
 
 
 def output_files(root):
     return {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in sorted((root / "data").rglob("*")) if p.is_file()}
 
 
+pytestmark = pytest.mark.integration
+
+
 @pytest.fixture
-def built(project, monkeypatch):
-    monkeypatch.setenv("DREAMFRAME_ROOT", str(project))
-    result = materialize(project)
-    assert result.success
-    return project, result
+def built(built_project, monkeypatch):
+    """A copy of the session's built project, to change."""
+    monkeypatch.setenv("DREAMFRAME_ROOT", str(built_project))
+    return built_project
 
 
-def test_graph_builds_a_complete_dataset(built):
-    root, result = built
+def test_graph_builds_a_complete_dataset(built_dataset):
+    root, record = built_dataset, build_record(built_dataset)
     metrics = json.loads((root / "data/eval_scores/metrics.json").read_text())
     assert metrics["counts"]["movies"] == 3
     assert metrics["counts"]["frames"] == metrics["counts"]["keyframes"] == 3 * 2 * 2 * 3
@@ -66,16 +45,15 @@ def test_graph_builds_a_complete_dataset(built):
     assert index.height == 36 and set(index.columns) >= {"movie_id", "frame_index", "shard"}
     qa = pl.read_parquet(root / "data/qa_pairs/qa.parquet")
     assert {"movie_id", "qa_id", "level", "qtype", "question", "answer", "options", "answer_index", "evidence_frames"} <= set(qa.columns)
-    checks = result.get_asset_check_evaluations()
-    assert len(checks) == 7 and all(c.passed for c in checks)
+    assert len(record["checks"]) == 7 and all(record["checks"].values())
     dropped = pl.read_parquet(root / "data/qa_pairs/dropped.parquet")
     assert set(dropped["gate"]) <= {"options", "length", "evidence", "oracle", "duplicate", "qtype_cap"}
-    md = metadata(result, "movie_plots")
+    md = record["metadata"]["movie_plots"]
     assert md["cache_misses"] == 3 and md["count_movies"] == 3 and "preview" in md
 
 
 def test_unchanged_project_is_a_no_op_that_rewrites_nothing(built):
-    root, _ = built
+    root = built
     before = output_files(root)
     again = materialize(root)
     assert again.success
@@ -87,7 +65,7 @@ def test_unchanged_project_is_a_no_op_that_rewrites_nothing(built):
 
 
 def test_changing_one_theme_redoes_exactly_that_movie(built):
-    root, first = built
+    root = built
     params = yaml.safe_load((root / "params.yaml").read_text())
     params["movie_plots"]["themes"][1] = "A retired sailor teaches his granddaughter to fish"
     (root / "params.yaml").write_text(yaml.safe_dump(params))
@@ -99,13 +77,12 @@ def test_changing_one_theme_redoes_exactly_that_movie(built):
         assert (md["cache_misses"], md["cache_hits"], md["redone"]) == (1, 2, [new_id]), stage
     shards = sorted(p.stem for p in (root / "data/keyframes/shards").glob("*.tar"))
     assert shards == sorted(movie_id_for(t) for t in params["movie_plots"]["themes"])
-    assert first.dagster_run.run_id != result.dagster_run.run_id
 
 
-def test_data_version_follows_content(built):
-    root, first = built
+def test_data_version_follows_content(built_dataset, built):
+    root = built
     again = materialize(root, ["movie_plots"])
-    v1 = first.asset_materializations_for_node("movie_plots")[0].tags["dagster/data_version"]
+    v1 = build_record(built_dataset)["data_versions"]["movie_plots"]  # the first build's
     v2 = again.asset_materializations_for_node("movie_plots")[0].tags["dagster/data_version"]
     assert v1 == v2
     params = yaml.safe_load((root / "params.yaml").read_text())
@@ -116,7 +93,7 @@ def test_data_version_follows_content(built):
 
 
 def test_corrupted_table_fails_its_check_and_stops_downstream(built):
-    root, _ = built
+    root = built
     path = root / "data/movie_plots/frames.parquet"
     frames = pl.read_parquet(path)
     bad = frames.with_columns(
@@ -163,7 +140,7 @@ def test_a_failing_item_names_its_theme_and_keeps_the_others(project, monkeypatc
 
 
 def test_a_planted_wrong_answer_fails_the_gate_and_blocks_evaluation(built):
-    root, _ = built
+    root = built
     path = root / "data/qa_pairs/qa.parquet"
     qa = pl.read_parquet(path)
     wrong = pl.int_range(pl.len()) < 5
@@ -181,7 +158,7 @@ def test_a_planted_wrong_answer_fails_the_gate_and_blocks_evaluation(built):
 
 
 def test_blind_accuracy_above_the_limit_fails_evaluation(built):
-    root, _ = built
+    root = built
     params = yaml.safe_load((root / "params.yaml").read_text())
     params["eval_scores"]["max_blind_accuracy"] = 0.05
     (root / "params.yaml").write_text(yaml.safe_dump(params))
@@ -191,8 +168,8 @@ def test_blind_accuracy_above_the_limit_fails_evaluation(built):
     assert not blind.passed and "max_blind_accuracy 0.05" in blind.description
 
 
-def test_metrics_layout_and_charts(built):
-    root, result = built
+def test_metrics_layout_and_charts(built_dataset):
+    root = built_dataset
     m = json.loads((root / "data/eval_scores/metrics.json").read_text())
     for name in ["random", "oracle", "blind", "pixel"]:
         assert {"overall", "by_qtype", "by_level"} <= set(m["accuracy"][name])
@@ -204,5 +181,5 @@ def test_metrics_layout_and_charts(built):
     assert m["language_bias_gap"] == round(m["accuracy"]["blind"]["overall"] - m["accuracy"]["random"]["overall"], 4)
     for name in ["qtype_mix.png", "accuracy.png", "style.png", "qtype_mix.csv", "accuracy.csv"]:
         assert (root / "data/eval_scores/plots" / name).stat().st_size > 0
-    md = metadata(result, "eval_scores")
+    md = build_record(root)["metadata"]["eval_scores"]
     assert "data:image/png;base64," in md["chart_accuracy"]

@@ -90,15 +90,18 @@ def test_a_broken_file_names_itself_and_the_field(tmp_path):
         read_story(bad, "m")
 
 
-def test_a_story_file_goes_through_the_whole_graph(project, monkeypatch):
-    from ..pipeline.test_pipeline import materialize, metadata
+@pytest.mark.integration
+def test_a_story_file_goes_through_the_whole_graph(built_project, monkeypatch):
+    from ..conftest import materialize, metadata
 
+    project = built_project  # the tiny themes are built; the story is the new movie
     monkeypatch.setenv("DREAMFRAME_ROOT", str(project))
     (project / "stories").mkdir()
     shutil.copy(FIXTURE, project / "stories" / "crucible.json")
     result = materialize(project)
     assert result.success
-    assert metadata(result, "movie_plots")["count_movies"] == 4
+    md = metadata(result, "movie_plots")
+    assert md["count_movies"] == 4 and md["cache_misses"] == 1
     index = pl.read_parquet(project / "data/keyframes/keyframes.parquet")
     story_id = next(m for m in index["movie_id"].unique() if m.startswith("story-"))
     assert index.filter(pl.col("movie_id") == story_id).height == 1331

@@ -1,0 +1,90 @@
+"""Diffusion keyframes: deterministic, batched == one by one, any frame alone, per-character
+seeds, the SDXL base + refiner ensemble with a style token."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+diffusers = pytest.importorskip("diffusers")
+
+from dreamframe_assets.core.params import KeyframesParams  # noqa: E402
+from dreamframe_assets.models import diffusion as dd  # noqa: E402
+from dreamframe_assets.render import diffusion as rd  # noqa: E402
+from dreamframe_assets.style.offline import OfflineStyleLearner  # noqa: E402
+
+from ..conftest import make_plot  # noqa: E402
+from ..tiny_diffusion import SIZE, assert_same_image, dparams  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _offline(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+# ---------------------------------------------------------------- keyframes
+@pytest.mark.parametrize("which", ["tiny_sd", "tiny_sdxl"])
+def test_keyframes_deterministic_batched_and_alone(which, request):
+    model = request.getfixturevalue(which)
+    plot = make_plot()  # 6 frames
+    style = OfflineStyleLearner().learn(plot.movie, 1, 32, 0)[1]
+    batched = rd.DiffusionRenderer(KeyframesParams(renderer="diffusion", diffusion=dparams(model, batch_size=4)))
+    single = rd.DiffusionRenderer(KeyframesParams(renderer="diffusion", diffusion=dparams(model, batch_size=1)))
+    a = batched.render(plot, style, SIZE, SIZE, seed=5)
+    assert len(a) == len(plot.frames)
+    assert all(img.shape == (SIZE, SIZE, 3) and img.dtype == np.uint8 for img in a)
+    assert not np.array_equal(a[0], a[1]), "frames should get different seeds"
+    again = batched.render(plot, style, SIZE, SIZE, seed=5)
+    assert all(np.array_equal(x, y) for x, y in zip(a, again))
+    other = batched.render(plot, style, SIZE, SIZE, seed=6)
+    assert not np.array_equal(a[0], other[0])
+    b = single.render(plot, style, SIZE, SIZE, seed=5)
+    for x, y in zip(a, b):
+        assert_same_image(x, y)  # batched == one by one
+    k = 3
+    alone = batched.render(plot, style, SIZE, SIZE, seed=5, indices=[k])
+    assert len(alone) == 1
+    assert_same_image(alone[0], a[k])
+    assert_same_image(alone[0], b[k])
+    assert batched.identity() == single.identity()  # batch size changes no image
+
+
+def test_character_seeds_follow_lead_character():
+    plot = make_plot()
+    seeds = rd.frame_seeds(plot, 0, character_seeds=True)
+    leads = [f.characters[0] for f in plot.frames]  # c0 c0 c0 c0 c1 c1
+    assert seeds[1] == seeds[0] + 1 and seeds[3] == seeds[0] + 3
+    assert seeds[5] == seeds[4] + 1 and leads[4] == "c1"
+    # dropping a frame led by c1 leaves every c0 frame's seed unchanged
+    fewer = dataclasses.replace(plot, frames=plot.frames[:4] + plot.frames[5:])
+    assert rd.frame_seeds(fewer, 0, True)[:4] == seeds[:4]
+    assert len(set(rd.frame_seeds(plot, 0))) == len(plot.frames)
+
+
+def test_sdxl_base_and_refiner_ensemble(tiny_sdxl, tiny_sdxl_refiner):
+    params = dparams(tiny_sdxl, refiner=str(tiny_sdxl_refiner), refiner_start=0.75, steps=4)
+    base = dd.load_pipeline(params)
+    refiner = dd.load_refiner(params)
+    assert refiner.text_encoder_2 is base.text_encoder_2 and refiner.vae is base.vae
+    images = dd.draw(params, ["a quiet harbor", "a forest path"], [1, 2], SIZE, SIZE)
+    assert [i.shape for i in images] == [(SIZE, SIZE, 3)] * 2
+    again = dd.draw(params, ["a quiet harbor", "a forest path"], [1, 2], SIZE, SIZE)
+    assert all(np.array_equal(x, y) for x, y in zip(again, images))
+    assert_same_image(dd.draw(params, ["a forest path"], [2], SIZE, SIZE)[0], images[1])
+    plain = dd.draw(dparams(tiny_sdxl, steps=4), ["a quiet harbor"], [1], SIZE, SIZE)
+    assert not np.array_equal(plain[0], images[0]), "the refiner should change the image"
+
+    # a style token reaches the refiner through the shared text_encoder_2 / tokenizer_2
+    rng = np.random.default_rng(0)
+    style = dd.TextualInversionStyle("<df-x>", {"clip_l": rng.normal(size=32), "clip_g": rng.normal(size=64)}, "Gothic")
+    lengths = (len(base.tokenizer), len(base.tokenizer_2))
+    renderer = rd.DiffusionRenderer(KeyframesParams(renderer="diffusion", diffusion=params))
+    with_token = renderer.render(make_plot(), style, SIZE, SIZE, seed=0, indices=[0])[0]
+    without = renderer.render(make_plot(), None, SIZE, SIZE, seed=0, indices=[0])[0]
+    assert not np.array_equal(with_token, without)
+    assert (len(base.tokenizer), len(base.tokenizer_2), len(refiner.tokenizer_2)) == lengths + lengths[1:]
+
+
