@@ -27,8 +27,10 @@ test: setup
 	$(BIN)/python -m pytest -n 2
 
 # The unit tests only (no Dagster runs, no subprocesses): what to run while editing.
+# One process: starting a second worker (torch, dagster, the embedding model) costs
+# more than it saves here.
 test-fast: setup
-	$(BIN)/python -m pytest -n 2 -m "not integration"
+	$(BIN)/python -m pytest -n 0 -m "not integration"
 
 # The Dagster UI on loopback; it reads the same instance `make run` writes to.
 ui: setup

@@ -1,9 +1,10 @@
-"""The movie plot: what every backend reads and writes.
+"""The movie plot and its QA pairs: what every backend reads and writes.
 
 A plot is the output of the three-level story expansion. Its pieces are plain
 dataclasses so that a story writer (offline or LLM) and everything downstream
-(style, render, qa, evaluate) agree on one vocabulary, and each piece maps onto
-one table under ``data/movie_plots/`` (see ``schemas.py``).
+(style, render, qa, evaluate) agree on one shape, and each piece maps onto one table
+under ``data/movie_plots/`` (see ``schemas.py``); the words they use are in
+``vocabulary.py``. A ``QA`` is one multiple-choice question of ``data/qa_pairs/``.
 """
 
 from __future__ import annotations
@@ -137,6 +138,7 @@ def as_row(item) -> dict:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in row.items()}
 
 
+# ---------------------------------------------------------------- QA pairs
 @dataclass(frozen=True)
 class QA:
     movie_id: str
