@@ -346,39 +346,7 @@ def test_prompts_are_versioned_package_data():
         assert "<!--" not in prompt.text
 
 
-# ---------------------------------------------------------------- transformers, with a tiny model
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory) -> Path:
-    """A 2-layer Llama with a 200-token BPE vocabulary, random weights, saved like a hub model."""
-    torch = pytest.importorskip("torch")
-    transformers = pytest.importorskip("transformers")
-    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
-
-    corpus = [
-        "the keeper walks to the old lighthouse and looks at the sea",
-        "a storm comes in from the north and the boat runs aground on the rocks",
-        "she holds a lantern and talks with the young man by the harbor",
-        "they sit together in the kitchen and share an old memory",
-    ] * 20
-    tok = Tokenizer(models.BPE(unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    tok.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=200, special_tokens=["<unk>", "<s>", "</s>"]))
-    fast = transformers.PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", bos_token="<s>", eos_token="</s>")
-    fast.chat_template = (
-        "{% for m in messages %}<s> {{ m['role'] }} : {{ m['content'] }} </s> {% endfor %}"
-        "{% if add_generation_prompt %}<s> assistant : {% endif %}"
-    )
-    torch.manual_seed(0)
-    config = transformers.LlamaConfig(
-        vocab_size=len(fast), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=2, max_position_embeddings=4096, bos_token_id=fast.bos_token_id,
-        eos_token_id=fast.eos_token_id, initializer_range=0.5,
-    )
-    model = transformers.LlamaForCausalLM(config)
-    path = tmp_path_factory.mktemp("tiny-llm")
-    fast.save_pretrained(path)
-    model.save_pretrained(path)
-    return path
+# ---------------------------------------------------------------- transformers, with a tiny model (conftest)
 
 
 def test_transformers_batched_equals_one_by_one(tiny_model: Path):

@@ -26,7 +26,7 @@ from dreamframe_assets.qa.llm import LLMQAWriter
 from dreamframe_assets.qa.oracle import OracleAnswerer
 from dreamframe_assets.story.llm import LLMStoryWriter
 
-from ..models.test_llm import ChatServer, is_repair, tiny_model  # noqa: F401 (a fixture)
+from ..models.test_llm import ChatServer, is_repair
 
 L, M, N = 2, 2, 3
 THEME = "A lighthouse keeper finds a message in a bottle during a winter storm"
