@@ -50,8 +50,9 @@ def test_unknown_asset_is_a_usage_error(project):
     assert run.returncode != 0 and "unknown asset" in run.stderr
 
 
-def test_export_writes_the_authors_format(built_project, tmp_path):
-    project = built_project
+def test_export_writes_the_authors_format(warm_project, tmp_path):
+    project = warm_project
+    assert dreamframe(project, "materialize", "movie_plots").returncode == 0
     run = dreamframe(project, "export", str(tmp_path / "out"), "--format", "authors")
     assert run.returncode == 0, run.stderr
     files = sorted((tmp_path / "out").glob("*.json"))

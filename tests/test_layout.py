@@ -16,8 +16,10 @@ NAME = PACKAGE.name
 RANK = {
     "core": 0,  # params, plot types, vocabulary, schemas, cache, store, ids
     "models": 1,  # clients and loaders: LLM, diffusion, CLIP, VLM, embeddings, device
-    "story": 2, "render": 2,  # story writers and importer; keyframe renderers
-    "style": 3, "qa": 3,  # style learners (they draw references); QA writers and gates
+    "story": 2,  # story writers and the authors' importer
+    "render": 2,  # keyframe renderers
+    "qa": 2,  # QA writers, the oracle and the gates
+    "style": 3,  # style learners (they draw their references with the renderer)
     "evaluate": 4,  # answerers, metrics, charts
     "pipeline": 5,  # backends by name, the steps, which code each stage runs
     "dataset": 6, "resources": 6,  # the built dataset: diff, export; Dagster resources

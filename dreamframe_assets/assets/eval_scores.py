@@ -6,9 +6,10 @@ import dagster as dg
 
 from ..core.store import stage_dir
 from ..core.vocabulary import GROUNDED_QTYPES
+from ..pipeline.code import code_version
 from ..pipeline.steps import evaluate_dataset
 from ..resources import Workspace
-from .common import code_version, image_md, to_result
+from .common import image_md, to_result
 
 CHARTS = {"qtype_mix": "Question types", "accuracy": "Accuracy per question type", "style": "Style consistency"}
 

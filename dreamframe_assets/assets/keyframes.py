@@ -2,9 +2,10 @@
 
 import dagster as dg
 
+from ..pipeline.code import code_version
 from ..pipeline.steps import read_keyframes, render_keyframes
 from ..resources import Workspace
-from .common import code_version, contract_check, image_md, to_result
+from .common import contract_check, image_md, to_result
 
 
 @dg.asset(group_name="render", deps=["movie_plots", "style_banks"], code_version=code_version("keyframes"), kinds={"polars"})

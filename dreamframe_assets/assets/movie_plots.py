@@ -3,9 +3,10 @@
 import dagster as dg
 
 from ..core.store import PLOT_TABLES
+from ..pipeline.code import code_version
 from ..pipeline.steps import write_movie_plots
 from ..resources import Workspace
-from .common import code_version, contract_check, to_result
+from .common import contract_check, to_result
 
 
 @dg.asset(group_name="story", deps=[], code_version=code_version("movie_plots"), kinds={"polars"})

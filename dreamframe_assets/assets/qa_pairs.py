@@ -4,9 +4,10 @@ import dagster as dg
 
 from ..core.store import read_plots
 from ..pipeline.backends import EMBED_CACHE
+from ..pipeline.code import code_version
 from ..pipeline.steps import read_qa, write_qa_pairs
 from ..resources import Workspace
-from .common import code_version, contract_check, image_md, to_result
+from .common import contract_check, image_md, to_result
 
 
 @dg.asset(group_name="qa", deps=["movie_plots", "keyframes"], code_version=code_version("qa_pairs"), kinds={"polars"})

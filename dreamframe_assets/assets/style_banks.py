@@ -2,9 +2,10 @@
 
 import dagster as dg
 
+from ..pipeline.code import code_version
 from ..pipeline.steps import learn_style_banks
 from ..resources import Workspace
-from .common import code_version, contract_check, to_result
+from .common import contract_check, to_result
 
 
 @dg.asset(group_name="style", deps=["movie_plots"], code_version=code_version("style_banks"), kinds={"polars"})

@@ -9,12 +9,10 @@ Same key, same bytes, so a hit is always safe to reuse. The cache lives in
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import tempfile
 from pathlib import Path
-from types import ModuleType
 from typing import Any, Callable
 
 import xxhash
@@ -30,18 +28,6 @@ def digest(*parts: Any) -> str:
 
 def bytes_digest(data: bytes) -> str:
     return xxhash.xxh3_128_hexdigest(data)
-
-
-def source_version(*modules: ModuleType | str) -> str:
-    """Hash of the modules' source: editing the code that makes an item invalidates it.
-
-    A module may be given by name, so that hashing it does not import it (torch is slow to import).
-    """
-    h = xxhash.xxh3_64()
-    for module in modules:
-        path = module.__file__ if isinstance(module, ModuleType) else importlib.util.find_spec(module).origin
-        h.update(Path(path).read_bytes())
-    return h.hexdigest()
 
 
 def write_atomic(path: Path, data: bytes) -> None:

@@ -168,31 +168,35 @@ def _inflections(base: str) -> set[str]:
 _ACTION_OF = {form: a for a, words in ACTION_WORDS.items() for w in words for form in _inflections(w)}
 
 
-# Word stems for each expression (a word starting with one of them names it).
+# Word stems for each expression: a word starting with one names it; a stem ending in "$"
+# must be the whole word ("glad$" is not "glade", "sad$" is not "saddle").
 EXPRESSION_STEMS: dict[str, tuple[str, ...]] = {
     "laughing": ("laugh", "giggl", "amused"),
-    "smiling": ("smil", "happy", "joy", "grin", "cheer", "content", "warm", "hopeful", "relieved", "glad"),
-    "surprised": ("surpris", "shock", "astonish", "amaz", "startl", "stunned", "curious", "wonder"),
-    "sad": ("sad", "tear", "cry", "cries", "cried", "grief", "sorrow", "despair", "mourn", "melanchol", "gloom"),
-    "worried": ("worr", "concern", "anxi", "nervous", "fear", "tense", "afraid", "scared", "uneasy", "alarm"),
-    "frowning": ("frown", "angry", "anger", "scowl", "furious", "annoy", "irritat", "suspicious", "stern"),
-    "determined": ("determin", "resolv", "resolut", "firm", "intense", "serious", "focus", "brave", "bold"),
+    "smiling": ("smil", "happy", "happi", "joy", "overjoy", "grin$", "grins$", "grinning", "grinned", "cheer",
+                "content$", "contented", "hopeful", "relieved", "glad$", "gladly"),
+    "surprised": ("surpris", "shock", "astonish", "amaz", "startl", "stunned", "curious", "wonder$", "wondering"),
+    "sad": ("sad$", "sadly", "sadness", "tear$", "tears$", "tearful", "cry$", "cries$", "cried$", "crying", "grief",
+            "griev", "sorrow", "despair", "mourn", "melanchol", "gloom"),
+    "worried": ("worr", "concern", "anxi", "nervous", "fear$", "fears$", "feared", "fearful", "tense$", "afraid",
+                "scared", "uneasy", "alarm"),
+    "frowning": ("frown", "angry", "angri", "anger", "scowl", "furious", "annoy", "irritat", "suspicious", "stern$"),
+    "determined": ("determin", "resolv", "resolut", "firm$", "firmly", "intense", "serious", "focus", "brave",
+                   "bold$", "boldly"),
     "calm": ("calm", "peace", "seren", "relax", "quiet", "gentle", "thoughtful", "neutral"),
 }
 
-
-# Word stems for each held object (a word starting with one of them names it).
+# Word stems for each held object, matched the same way.
 OBJECT_STEMS: dict[str, tuple[str, ...]] = {
-    "sword": ("sword", "blade", "dagger", "spear", "knife", "axe", "shield", "weapon", "hammer"),
-    "book": ("book", "journal", "diary", "tome", "notebook", "ledger"),
-    "lantern": ("lantern", "lamp", "torch", "candle", "flashlight"),
-    "cup": ("cup", "mug", "bowl", "goblet", "glass", "bottle", "teacup", "flask", "soup"),
-    "letter": ("letter", "note", "scroll", "paper", "message", "envelope", "page"),
-    "flower": ("flower", "rose", "bouquet", "lily", "blossom"),
+    "sword": ("sword", "blade", "dagger", "spear", "knife", "axe$", "shield", "weapon", "hammer", "metal"),
+    "book": ("book", "journal", "diary", "tome$", "notebook", "ledger"),
+    "lantern": ("lantern", "lamp$", "lamps$", "torch", "candle", "flashlight"),
+    "cup": ("cup$", "cups$", "mug$", "mugs$", "bowl", "goblet", "glass$", "bottle", "teacup", "flask", "soup"),
+    "letter": ("letter", "note$", "notes$", "scroll", "paper", "message", "envelope", "page$", "pages$"),
+    "flower": ("flower", "rose$", "roses$", "bouquet", "lily", "lilies", "blossom"),
     "umbrella": ("umbrella", "parasol"),
-    "key": ("key",),
-    "map": ("map", "chart"),
-    "basket": ("basket", "bag", "sack", "box", "crate", "satchel", "bread", "loaf", "loaves"),
+    "key": ("key$", "keys$"),
+    "map": ("map$", "maps$", "chart$", "charts$"),
+    "basket": ("basket", "bag$", "bags$", "sack", "box$", "boxes$", "crate", "satchel", "bread", "loaf", "loaves"),
     "phone": ("phone", "radio"),
     "camera": ("camera",),
 }
@@ -219,10 +223,10 @@ def _words(text: Any) -> list[str]:
 
 
 def _stem_match(text: Any, table: dict[str, tuple[str, ...]]) -> str | None:
-    """The key of the first word in ``text`` that starts with one of the key's stems."""
+    """The key of the first word in ``text`` that one of the key's stems names."""
     for word in _words(text):
         for key, stems in table.items():
-            if word.startswith(stems):
+            if any(word == s[:-1] if s.endswith("$") else word.startswith(s) for s in stems):
                 return key
     return None
 
@@ -247,14 +251,16 @@ def find_object(text: Any) -> str | None:
 
 
 def find_colour(text: Any) -> str | None:
-    """The first colour ``text`` names; in a run of colour words the last wins ("navy blue" -> blue)."""
-    found = None
-    for word in _words(text):
-        name = word if word in CLOTHING_COLOURS else COLOUR_WORDS.get(word)
-        if name is None and found is not None:
-            return found
-        found = name or found
-    return found
+    """The clothing colour ``text`` names: the last colour word after the last "in" / "wearing"
+    ("black hair, in dark navy blue" -> blue), else the last colour word of all, else None."""
+    words = _words(text)
+    worn = max((i for i, w in enumerate(words) if w in ("in", "wearing", "dressed")), default=-1)
+    for part in (words[worn + 1 :], words[: worn + 1]):
+        for word in reversed(part):
+            name = word if word in CLOTHING_COLOURS else COLOUR_WORDS.get(word)
+            if name is not None:
+                return name
+    return None
 
 
 def map_action(value: Any) -> str:
@@ -304,9 +310,18 @@ LOOKALIKE = re.compile(
 )
 
 
+# Any other likeness of someone ("looks like actor tom hanks in brown"), up to the clothing or
+# the clause's end; a likeness to something ("looks like a sailor") is appearance and stays.
+LIKENESS = re.compile(
+    r"[,;]?\s*\b(?:who\s+|that\s+)?(?:looks?\s+(?:just\s+|a\s+lot\s+|exactly\s+)?like|resembl(?:es|ing|e))"
+    r"\s+(?!(?:a|an|the|some|his|her|their)\s).+?"
+    r"(?=\s+(?:in|wearing|dressed|with)\s|[,;.]|$)", re.I)
+
+
 def drop_lookalikes(text: str) -> str:
-    """'a man who looks like <famous person>, with grey hair' -> 'a man, with grey hair'."""
-    out = LOOKALIKE.sub("", text)
+    """'a man who looks like <famous person>, with grey hair' -> 'a man, with grey hair';
+    'a man looks like Gerard Butler in brown' -> 'a man in brown'."""
+    out = LIKENESS.sub("", LOOKALIKE.sub("", text))
     out = re.sub(r"\s+([,.;])", r"\1", out)
     out = re.sub(r",\s*,", ",", out)
     return " ".join(out.split()).strip(" ,;")

@@ -16,13 +16,19 @@ def _key(text: str) -> str:
     return " ".join(re.sub(r"[^a-z0-9 ]", " ", text.lower()).split())
 
 
+def _article(reply: str, match: re.Match) -> bool:
+    """"A tall woman ...", "the answer is a lantern": the article, not the letter A."""
+    after = reply[match.end(1) : match.end(1) + 2]
+    return match.group(1) in "Aa" and len(after) == 2 and after[0] == " " and after[1].islower()
+
+
 def parse_choice(reply: str, options: tuple[str, ...]) -> int:
     """The index of the option ``reply`` picks, or -1.
 
     In order: a JSON ``{"answer": "B"}``; "the answer is B"; the first standalone
-    letter (not the article in "A tall woman ..."); the one option whose text the
-    reply contains (the longest, when one option contains another); the one option
-    a cut-off reply starts.
+    letter; the one option whose text the reply contains (the longest, when one option
+    contains another); the one option a cut-off reply starts. An "a" / "A" followed by
+    a lower-case word is the article ("A tall woman", "the answer is a lantern").
     """
     reply = reply or ""
     letters = LETTERS[: len(options)]
@@ -32,13 +38,10 @@ def parse_choice(reply: str, options: tuple[str, ...]) -> int:
         if len(letter) == 1 and letter in letters:
             return letters.index(letter)
     named = _NAMED.search(reply)
-    if named and named.group(1).upper() in letters:
+    if named and not _article(reply, named) and named.group(1).upper() in letters:
         return letters.index(named.group(1).upper())
     for m in _LETTER.finditer(reply):
-        after = reply[m.end() : m.end() + 2]
-        if m.group(1) == "A" and len(after) == 2 and after[0] == " " and after[1].islower():
-            continue  # "A tall ...": an article, not a pick
-        if m.group(1) in letters:
+        if not _article(reply, m) and m.group(1) in letters:
             return letters.index(m.group(1))
     said = _key(reply)
     if not said:

@@ -16,11 +16,11 @@ PACKAGE = Path(__file__).resolve().parents[1]
 
 SHARED: tuple[str, ...] = ("core", "pipeline")
 STAGE_CODE: dict[str, tuple[str, ...]] = {
-    "movie_plots": ("story", "models/llm.py", "models/device.py", "prompts"),
+    "movie_plots": ("story", "models/llm.py", "models/answers.py", "models/device.py", "prompts"),
     "style_banks": ("style", "render", "models/diffusion.py", "models/device.py"),
     "keyframes": ("render", "models/diffusion.py", "models/device.py"),
-    "qa_pairs": ("qa", "story", "models/llm.py", "models/embed.py", "models/device.py", "prompts"),
-    "eval_scores": ("evaluate", "qa", "story", "models", "prompts"),
+    "qa_pairs": ("qa", "models/llm.py", "models/answers.py", "models/embed.py", "models/device.py", "prompts"),
+    "eval_scores": ("evaluate", "qa", "models", "prompts"),
 }
 
 
@@ -38,7 +38,7 @@ def code_files(stage: str) -> list[Path]:
     files: set[Path] = set()
     for rel in (*SHARED, *STAGE_CODE[stage]):
         path = PACKAGE / rel
-        files |= {p for p in path.rglob("*") if p.suffix in (".py", ".md")} if path.is_dir() else {path}
+        files |= {p for p in path.rglob("*") if p.suffix in (".py", ".md") and p.is_file()} if path.is_dir() else {path}
     return sorted(files)
 
 

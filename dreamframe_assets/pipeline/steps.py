@@ -17,12 +17,7 @@ from typing import Any, Callable
 import numpy as np
 import polars as pl
 
-from ..core.cache import (
-    ItemCache,
-    bytes_digest,
-    digest,
-    write_if_changed,
-)
+from ..core.cache import ItemCache, bytes_digest, digest, write_if_changed
 from ..core.ids import item_seed, movie_id_for
 from ..core.params import Params, load_themes, story_files
 from ..core.plot import QA, MoviePlot, as_row

@@ -68,9 +68,9 @@ def similar_pairs(vectors: np.ndarray, threshold: float) -> list[tuple[int, int]
 
     All pairs, block by block, so memory stays at one block of rows (fine for 10^4 items).
     """
+    if np.ndim(vectors) != 2:
+        raise ValueError(f"expected an n x d array, got shape {np.shape(vectors)}")
     v = normalize(vectors)
-    if v.ndim != 2:
-        raise ValueError(f"expected an n x d array, got shape {v.shape}")
     pairs: list[tuple[int, int]] = []
     for start in range(0, len(v), _BLOCK):
         rows, cols = np.nonzero(v[start : start + _BLOCK] @ v.T >= threshold)

@@ -24,8 +24,7 @@ from ..core.plot import (
     number_qas,
 )
 from ..core.vocabulary import ACTION_VERBS, STORY_QTYPES
-from ..models.llm import CachedChat, ask_json, load_prompt, make_client
-from ..story.llm import (
+from ..models.answers import (
     FRAME_FIELDS,
     INT,
     LEVEL3_SOURCES,
@@ -41,6 +40,7 @@ from ..story.llm import (
     read_qtype,
     user_message,
 )
+from ..models.llm import CachedChat, ask_json, load_prompt, make_client
 from .offline import cap_qtypes, grounded_qa, level_qa
 
 VERSION = 1

@@ -69,6 +69,7 @@ def _frame(movie_id: str, index: int, prompt: str, cast: list[tuple[str, str, Ch
     for raw, new, _ in cast:
         text = re.sub(re.escape(raw), new, text, flags=re.I)
         scan = scan.replace(raw.lower(), " ")  # "looks like ..." is not an action
+    scan = LEADING_PLACE.sub("", scan, count=1)  # nor is the place ("In the study, ...")
     obj = find_object(scan)
     allowed = [a for a in ACTIONS if not (a == "hug" and len(chars) < 2) and not (a == "hold" and obj is None)]
     action = find_action(scan, allowed) or "stand"

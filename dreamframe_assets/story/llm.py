@@ -35,7 +35,6 @@ from ..core.plot import (
     Quarantined,
     Substory,
     Tinystory,
-    answer_key,
 )
 from ..core.vocabulary import (
     ACTION_VERBS,
@@ -54,45 +53,31 @@ from ..core.vocabulary import (
     map_expression,
     map_object,
 )
+from ..models.answers import (
+    FRAME_FIELDS,
+    INT,
+    LEVEL3_SOURCES,
+    QTYPE,
+    STR,
+    answer_field,
+    bad_qa_records,
+    cast_lines,
+    frame_numbers,
+    json_object,
+    must_contain,
+    need,
+    read_qtype,
+    user_message,
+)
 from ..models.llm import CachedChat, QuarantineError, ask_json, load_prompt, make_client
 from .offline import GENRE_MIX
 
 VERSION = 1
 
-# ---------------------------------------------------------------- small checks
-def need(obj: Any, key: str, kind: type, where: str) -> Any:
-    if not isinstance(obj, dict):
-        raise ValueError(f"{where}: expected a JSON object, got {type(obj).__name__}")
-    value = obj.get(key)
-    if kind is str:
-        if not isinstance(value, str) or not value.strip():
-            raise ValueError(f"{where}: {key!r} must be non-empty text, got {value!r}")
-        return " ".join(value.split())
-    if kind is int:
-        if isinstance(value, str) and value.strip().isdigit():
-            value = int(value)
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise ValueError(f"{where}: {key!r} must be a whole number, got {value!r}")
-        return value
-    if not isinstance(value, kind):
-        raise ValueError(f"{where}: {key!r} must be a JSON {getattr(kind, '__name__', 'list or text')}, got {value!r}")
-    return value
-
-
 def _key(text: str) -> str:
     """A loose name key: lower case, articles and punctuation dropped."""
     words = re.findall(r"[a-z0-9']+", text.lower())
     return " ".join(w for w in words if w not in ("the", "a", "an"))
-
-
-
-
-
-
-
-
-
-
 
 
 def unname(text: str, cast: Sequence[Character]) -> str:
@@ -125,38 +110,6 @@ def _person(value: Any, cast: Sequence[Character], where: str) -> str:
     raise ValueError(f"{where}: {value!r} is not one of the characters {[c.name for c in cast]}")
 
 
-def frame_numbers(value: Any, low: int, high: int, where: str) -> list[int]:
-    items = value if isinstance(value, list) else [value]
-    out = []
-    for v in items:
-        if isinstance(v, str) and v.strip().isdigit():
-            v = int(v)
-        if not isinstance(v, int) or isinstance(v, bool) or not low <= v <= high:
-            raise ValueError(f"{where}: {v!r} is not a number from {low} to {high}")
-        out.append(v)
-    return sorted(set(out))
-
-
-def must_contain(answer: str, value: str, where: str) -> None:
-    if not answer_key(value) or answer_key(value) not in answer.lower():
-        raise ValueError(f"{where}: the answer {answer!r} does not contain, word for word, {value!r}")
-
-
-def read_qtype(item: dict, where: str) -> str:
-    qtype = str(item.get("qtype", "")).strip().lower()
-    if qtype not in STORY_QTYPES:
-        raise ValueError(f"{where}: qtype {item.get('qtype')!r} is not one of {list(STORY_QTYPES)}")
-    return qtype
-
-
-def answer_field(item: dict, allowed: Sequence[str], where: str) -> str:
-    raw = str(item.get("answer_from", "")).strip().lower().replace("_", " ")
-    for field in allowed:
-        if raw == field or raw == field.split(" ", 1)[-1] or raw.replace(" ", "") == field.replace(" ", ""):
-            return field
-    raise ValueError(f"{where}: answer_from {item.get('answer_from')!r} is not one of {list(allowed)}")
-
-
 def _unique_title(title: str, used: set[str], suffix: str) -> str:
     out = title if title.lower() not in used else f"{title} ({suffix})"
     used.add(out.lower())
@@ -164,16 +117,6 @@ def _unique_title(title: str, used: set[str], suffix: str) -> str:
 
 
 # ---------------------------------------------------------------- JSON schemas
-def json_object(props: dict, optional: Sequence[str] = ()) -> dict:
-    return {"type": "object", "properties": props, "additionalProperties": False,
-            "required": [k for k in props if k not in optional]}
-
-
-STR = {"type": "string"}
-INT = {"type": "integer"}
-QTYPE = {"type": "string", "enum": list(STORY_QTYPES)}
-
-
 def level1_schema(substories: int) -> dict:
     character = json_object({"name": STR, "appearance": STR, "clothing_colour": {"type": "string", "enum": list(CLOTHING_COLOURS)}})
     substory = json_object({"title": STR, "scene": STR, "content": STR, "cause": STR, "outcome": STR})
@@ -199,10 +142,6 @@ def level2_schema(tinystories: int) -> dict:
     })}
 
 
-FRAME_FIELDS = ("frame action", "frame expression", "frame held_object")
-LEVEL3_SOURCES = ("tinystory content", "tinystory scene", *FRAME_FIELDS)
-
-
 def level3_schema(frames: int) -> dict:
     frame = json_object({
         "characters": {"type": "array", "items": STR, "minItems": 1, "maxItems": 3},
@@ -220,8 +159,6 @@ def level3_schema(frames: int) -> dict:
         "dialogue": {"type": "array", "items": line},
         "qa": {"type": "array", "items": qa, "minItems": 1, "maxItems": 2},
     })}
-
-
 
 
 # ---------------------------------------------------------------- level answers -> dataclasses
@@ -445,21 +382,6 @@ def read_level3(obj: Any, movie: Movie, tiny: Tinystory, frames: int) -> Level3:
 STAGE = "movie_plots"
 
 
-def user_message(text: str) -> list[dict]:
-    return [{"role": "user", "content": text}]
-
-
-def cast_lines(cast: Sequence[Character]) -> str:
-    return "\n".join(f"- {c.name}: {c.appearance}" for c in cast)
-
-
-def bad_qa_records(bad: Sequence[tuple[int, Any, str]], movie_id: str, stage: str, step: str,
-                    messages: list[dict]) -> list[Quarantined]:
-    """One record per unusable QA item; its response is the item's JSON, its prompt the level's request."""
-    return [Quarantined(movie_id, stage, f"{step}:qa{k + 1}", json.dumps(messages), json.dumps(item), reason)
-            for k, item, reason in bad]
-
-
 class LLMStoryWriter:
     """Stage 1 with a chat model: the method's three levels, held to the offline writer's rules."""
 
@@ -568,10 +490,3 @@ class LLMStoryWriter:
                           tuple(range(len(frame_list))), "movie::overview")
         return MoviePlot(movie=movie, substories=l1.substories, tinystories=tuple(tinies), frames=tuple(frame_list),
                          dialogue=tuple(lines), qa=(overview, *level_qas, *qa3), quarantine=tuple(quarantine))
-
-
-# ---------------------------------------------------------------- QA writer
-
-
-
-

@@ -36,3 +36,10 @@ def test_reply_parser(reply, pick):
 
 def test_reply_parser_prefers_the_longest_option_named():
     assert parse_choice("in the great hall", ("the hall", "the great hall", "the forest", "the shop")) == 1
+
+
+def test_the_article_a_is_never_read_as_a_letter():
+    options = ("one", "two", "a lantern", "a tall woman in red")
+    assert parse_choice("The answer is a lantern.", options) == 2
+    assert parse_choice("Answer: A tall woman in red", options) == 3
+    assert parse_choice("the answer is b", options) == 1 and parse_choice("Answer: A", options) == 0

@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import math
 
-from dreamframe_assets.evaluate.diversity import (
-    distinct_n,
-    entropy,
-    normalized_entropy,
-)
+from dreamframe_assets.evaluate.diversity import distinct_n, entropy, normalized_entropy
 
 
 def test_distinct_2_by_hand():

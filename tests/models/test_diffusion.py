@@ -9,8 +9,8 @@ import pytest
 torch = pytest.importorskip("torch")
 diffusers = pytest.importorskip("diffusers")
 
-from dreamframe_assets.core.params import DiffusionParams  # noqa: E402
-from dreamframe_assets.models import diffusion as dd  # noqa: E402
+from dreamframe_assets.core.params import DiffusionParams
+from dreamframe_assets.models import diffusion as dd
 
 from ..tiny_diffusion import dparams  # noqa: E402
 

@@ -100,6 +100,8 @@ def test_planted_duplicate_is_the_only_pair_found():
     v = _random_vectors(50, 16)
     v[30] = 3.0 * v[7] + 0.01 * _random_vectors(1, 16, seed=1)[0]  # same direction, other length
     assert similar_pairs(v, 0.95) == [(7, 30)]
+    qas = [QA("m", f"q{i}", "grounded", "who", f"q{i}", "a", ("a", "b", "c", "d"), 0, (0,), None, "x") for i in range(50)]
+    assert duplicate_rate(qas, v, 0.95) == 1 / 50
 
 
 def test_rate_counts_each_later_copy_once():

@@ -11,10 +11,10 @@ import pytest
 torch = pytest.importorskip("torch")
 diffusers = pytest.importorskip("diffusers")
 
-from dreamframe_assets.core.params import KeyframesParams  # noqa: E402
-from dreamframe_assets.models import diffusion as dd  # noqa: E402
-from dreamframe_assets.render import diffusion as rd  # noqa: E402
-from dreamframe_assets.style.offline import OfflineStyleLearner  # noqa: E402
+from dreamframe_assets.core.params import KeyframesParams
+from dreamframe_assets.models import diffusion as dd
+from dreamframe_assets.render import diffusion as rd
+from dreamframe_assets.style.offline import OfflineStyleLearner
 
 from ..conftest import make_plot  # noqa: E402
 from ..tiny_diffusion import SIZE, assert_same_image, dparams  # noqa: E402

@@ -12,15 +12,7 @@ from dreamframe_assets.core.params import LLMParams, MoviePlotsParams, QAPairsPa
 from dreamframe_assets.core.plot import as_row, field_value
 from dreamframe_assets.core.schemas import validate
 from dreamframe_assets.core.store import PLOT_TABLES, plot_rows, rows_table
-from dreamframe_assets.core.vocabulary import (
-    ACTIONS,
-    OVERVIEW_QUESTION,
-    drop_lookalikes,
-    map_action,
-    map_colour,
-    map_expression,
-    map_object,
-)
+from dreamframe_assets.core.vocabulary import ACTIONS, OVERVIEW_QUESTION
 from dreamframe_assets.models.llm import QuarantineError
 from dreamframe_assets.qa.llm import LLMQAWriter
 from dreamframe_assets.qa.oracle import OracleAnswerer
@@ -297,25 +289,6 @@ def test_unusable_qa_answer_goes_to_the_batch_quarantine(tmp_path: Path, plot):
     assert len(batch.quarantine) == len(plot.tinystories)
     assert all("at least one question" in r.reason and r.step.startswith("qa:") for r in batch.quarantine)
     assert batch.qas and all(q.level != "level3" or q.source for q in batch.qas)  # level + grounded QAs remain
-
-
-@pytest.mark.parametrize("word, action", [("walking", "walk"), ("Crouches", "squat"), ("is sitting down", "sit"),
-                                          ("embracing", "hug"), ("gazing out", "look"), ("whispers", "talk")])
-def test_action_synonyms(word, action):
-    assert map_action(word) == action
-
-
-def test_vocabulary_mapping():
-    with pytest.raises(ValueError, match="not one of"):
-        map_action("dancing")
-    assert map_expression("anxious") == "worried" and map_expression("???") == "calm"
-    assert map_object("an old oil lamp") == "lantern" and map_object(None) is None and map_object("spoon") is None
-    assert (map_colour("navy"), map_colour("dark crimson"), map_colour("#8a2be2"), map_colour("Teal")) == ("blue", "red", "purple", "teal")
-    with pytest.raises(ValueError):
-        map_colour("sparkly")
-    assert drop_lookalikes("a man who looks like Idris Elba, with a beard") == "a man, with a beard"
-    assert drop_lookalikes("a woman resembling a young Meryl Streep in brown") == "a woman in brown"
-    assert drop_lookalikes("a boy who looks like a sailor") == "a boy who looks like a sailor"
 
 
 def test_tiny_transformers_model_ends_in_quarantine(tiny_model: Path, tmp_path: Path):
