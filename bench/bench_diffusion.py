@@ -25,11 +25,10 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.test_diffusion import build_tiny_sd  # noqa: E402
-
-from dreamframe_assets.core.params import DiffusionParams, KeyframesParams
-from dreamframe_assets.render.diffusion import DiffusionRenderer
+from dreamframe_assets.core.params import DiffusionParams, KeyframesParams  # noqa: E402
+from dreamframe_assets.render.diffusion import DiffusionRenderer  # noqa: E402
 from tests.conftest import make_plot  # noqa: E402
+from tests.tiny_diffusion import build_tiny_sd  # noqa: E402
 
 
 def movie_with(frames: int):
