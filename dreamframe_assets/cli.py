@@ -17,13 +17,13 @@ from rich.table import Table
 
 from .core.params import ParamsError
 from .pipeline.backends import checked_params
+from .pipeline.code import STAGES
 from .resources import project_root
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 console = Console()
 err = Console(stderr=True)
 
-STAGES = ("movie_plots", "style_banks", "keyframes", "qa_pairs", "eval_scores")
 DAGSTER_YAML = "telemetry:\n  enabled: false\n"
 
 RootOption = Annotated[Optional[Path], typer.Option("--root", help="Project folder (default: $DREAMFRAME_ROOT or cwd).")]

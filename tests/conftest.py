@@ -24,6 +24,7 @@ from dreamframe_assets.core.plot import (
     Substory,
     Tinystory,
 )
+from dreamframe_assets.pipeline.code import STAGES
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -57,9 +58,6 @@ def project(tmp_path: Path) -> Path:
 
 
 # ---------------------------------------------------------------- the graph, in process
-STAGES = ["movie_plots", "style_banks", "keyframes", "qa_pairs", "eval_scores"]
-
-
 def materialize(root, selection=None, checks_only=False, instance=None):
     """Assets (and their checks) through Dagster in this process, on the project at ``root``."""
     import dagster as dg

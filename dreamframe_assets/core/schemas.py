@@ -28,7 +28,6 @@ StrList = pl.List(pl.Utf8)
 IntList = pl.List(pl.Int64)
 
 
-
 class ContractError(ValueError):
     """A table breaks its schema; the message names the table, columns and rows."""
 

@@ -40,11 +40,10 @@ from ..core.params import PARAMS_FILE, Params
 from ..core.plot import QA, MoviePlot
 from ..core.store import load_image, read_plots, read_shard, read_table, stage_dir
 from ..evaluate.choice import LETTERS
-from ..models.llm import load_prompt
+from ..models.llm import load_prompt, prompt_names
 from ..pipeline.backends import checked_params
 
 FORMATS = ("llava", "videochatgpt", "hf", "mp4")
-PROMPTS_DIR = Path(__file__).resolve().parents[1] / "prompts"
 HF_PARQUET = "data/train-00000-of-00001.parquet"
 SUBTITLE_DIM = 0.35  # what is left of the picture's brightness under the subtitle band
 
@@ -207,7 +206,7 @@ def size_category(n: int) -> str:
 
 def prompt_versions() -> dict[str, str]:
     """The version of each LLM prompt: part of what made an LLM-written dataset."""
-    return {path.stem: load_prompt(path.stem).version for path in sorted(PROMPTS_DIR.glob("*.md"))}
+    return {name: load_prompt(name).version for name in prompt_names()}
 
 
 def model_ids(params: Params) -> list[tuple[str, str, str]]:

@@ -174,4 +174,3 @@ def summarize(plots: dict[str, MoviePlot], qas: list[QA], scores: dict[str, dict
             q: round(acc["blind"]["by_qtype"][q] - acc["random"]["by_qtype"].get(q, 0.0), 4) for q in acc["blind"]["by_qtype"]
         }
     return metrics
-

@@ -29,7 +29,6 @@ if TYPE_CHECKING:
 EMBEDDING_FILE = "embedding.safetensors"
 
 
-
 # ---------------------------------------------------------------- loading
 # Loading weights is the slow part, so pipelines are loaded once per process per loading
 # settings (``device.load_once``). Generation settings (steps, guidance, batch size) are
@@ -128,8 +127,6 @@ def load_refiner(params: DiffusionParams) -> Any | None:
         return _place(refiner, params)
 
     return load_once(key, load)
-
-
 
 
 # ---------------------------------------------------------------- drawing

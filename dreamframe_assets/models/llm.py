@@ -78,6 +78,12 @@ class Prompt:
         return f"{self.name}/{self.version}"
 
 
+def prompt_names() -> list[str]:
+    """The prompts shipped in ``dreamframe_assets/prompts``, by name."""
+    folder = resources.files("dreamframe_assets").joinpath("prompts")
+    return sorted(p.name.removesuffix(".md") for p in folder.iterdir() if p.name.endswith(".md"))
+
+
 def load_prompt(name: str) -> Prompt:
     """A prompt of ``dreamframe_assets/prompts``; its first line gives the version."""
     raw = resources.files("dreamframe_assets").joinpath("prompts", f"{name}.md").read_text(encoding="utf-8")
@@ -194,10 +200,6 @@ def _retry_after(response: httpx.Response) -> float | None:
         return max(0.0, float(value)) if value is not None else None
     except ValueError:
         return None  # an HTTP date: fall back to our own backoff
-
-
-
-
 
 
 class TransformersChatClient:

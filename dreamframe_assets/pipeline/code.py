@@ -22,6 +22,7 @@ STAGE_CODE: dict[str, tuple[str, ...]] = {
     "qa_pairs": ("qa", "models/llm.py", "models/answers.py", "models/embed.py", "models/device.py", "prompts"),
     "eval_scores": ("evaluate", "qa", "models", "prompts"),
 }
+STAGES: tuple[str, ...] = tuple(STAGE_CODE)  # in the order they run
 
 
 # What runs a stage without changing its data: DVC re-runs the stage when they change too.

@@ -73,10 +73,6 @@ class StepResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-
-
-
-
 def _run_items(
     cache: ItemCache, items: list[tuple[str, str, Callable[[], bytes]]]
 ) -> dict[str, bytes]:

@@ -25,14 +25,6 @@ POSITIONS = {1: ("only",), 2: ("left", "right"), 3: ("left", "middle", "right")}
 GROUNDED_ROTATION = ("who", "action", "location", "count", "colour")
 
 
-
-
-
-
-
-
-
-
 def _source_pool(plot: MoviePlot, source: str) -> tuple[list[str], list[str]]:
     """Candidate wrong answers: the same field of every other item of the same table
     first, then other plot text of the same kind (events for events, places for places)."""

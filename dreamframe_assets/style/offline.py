@@ -86,8 +86,6 @@ WORD_TRAITS: dict[str, dict] = {
 }
 
 
-
-
 def hue_vector(hue_deg: float) -> np.ndarray:
     """Zero-mean RGB direction of a hue with max-min = 1 (adds chroma, not brightness)."""
     rgb = np.array(colorsys.hsv_to_rgb((hue_deg / 360.0) % 1.0, 1.0, 1.0))

@@ -19,7 +19,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-STAGES = ["movie_plots", "style_banks", "keyframes", "qa_pairs", "eval_scores"]
+from ..conftest import STAGES
+
 DAGSTER = Path(sys.executable).with_name("dagster")
 POLL = 0.5  # seconds between polls; the number of polls bounds every wait, nothing asserts on time
 STARTUP_POLLS = 600

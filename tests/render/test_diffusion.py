@@ -86,5 +86,3 @@ def test_sdxl_base_and_refiner_ensemble(tiny_sdxl, tiny_sdxl_refiner):
     without = renderer.render(make_plot(), None, SIZE, SIZE, seed=0, indices=[0])[0]
     assert not np.array_equal(with_token, without)
     assert (len(base.tokenizer), len(base.tokenizer_2), len(refiner.tokenizer_2)) == lengths + lengths[1:]
-
-

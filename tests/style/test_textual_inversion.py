@@ -111,5 +111,3 @@ def test_v_prediction_model_trains(tmp_path):
     learner = ti_learner(model, steps=2)
     _, style = learner.learn(make_plot().movie, references=1, size=SIZE, seed=0)
     assert np.isfinite(style.embeddings["clip_l"]).all()
-
-
