@@ -24,21 +24,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 console = Console()
 err = Console(stderr=True)
 
-DAGSTER_YAML = "telemetry:\n  enabled: false\n"
-
 RootOption = Annotated[Optional[Path], typer.Option("--root", help="Project folder (default: $DREAMFRAME_ROOT or cwd).")]
-
-
-def use_instance(root: Path):
-    """The Dagster instance in the project (``.dagster``), the one ``make ui`` shows."""
-    from dagster import DagsterInstance
-
-    home = Path(os.environ.setdefault("DAGSTER_HOME", str(root / ".dagster")))
-    home.mkdir(parents=True, exist_ok=True)
-    if not (home / "dagster.yaml").exists():
-        (home / "dagster.yaml").write_text(DAGSTER_YAML)
-    os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
-    return DagsterInstance.get()
 
 
 def _selection(assets: list[str]) -> list[str]:
@@ -68,37 +54,44 @@ def _failures(result) -> list[str]:
     return messages
 
 
-def run_dagster(root: Path, assets: list[str], checks_only: bool = False) -> bool:
-    """Materialize (or only check) assets in the project's instance; print what failed."""
+def run_dagster(root: Path, assets: list[str], movies: list[str] | None = None, retry: bool = False,
+                checks_only: bool = False) -> bool:
+    """Materialize assets (one run per stage, all its movies in it) in the project's instance; print what failed."""
     import dagster as dg
 
-    from .definitions import defs
+    from .runs import materialize_stages, use_instance
 
-    selection = dg.AssetSelection.assets(*assets)
-    if checks_only:
-        selection = dg.AssetSelection.checks_for_assets(*assets)
-    os.environ["DREAMFRAME_ROOT"] = str(root)
-    result = dg.materialize(
-        [*defs.assets, *defs.asset_checks],
-        selection=selection,
-        instance=use_instance(root),
-        resources={"workspace": defs.resources["workspace"]},
-        raise_on_error=False,
-        run_config={"loggers": {"console": {"config": {"log_level": os.environ.get("DREAMFRAME_LOG_LEVEL", "WARNING")}}}},
-    )
-    for event in result.get_asset_materialization_events():
-        mat = event.event_specific_data.materialization
-        md = {k: v.value for k, v in mat.metadata.items()}
-        counts = ", ".join(f"{v} {k[6:]}" for k, v in md.items() if k.startswith("count_"))
-        state = "unchanged" if md.get("no_op") else f"{len(md.get('files_written', []))} file(s) written"
-        console.print(
-            f"[green]{mat.asset_key.to_user_string()}[/green]: {counts}; cache {md.get('cache_hits', 0)} hit(s), "
-            f"{md.get('cache_misses', 0)} miss(es); {state}; {md.get('seconds', 0):.1f}s",
-            highlight=False,
-        )
-    for message in _failures(result):
-        err.print(f"[red]error[/red] {message}", highlight=False)
-    return result.success
+    level = os.environ.get("DREAMFRAME_LOG_LEVEL", "WARNING")
+    if checks_only:  # the per-movie assets check in their own step: re-materializing them is all cache hits
+        from .definitions import defs
+
+        os.environ["DREAMFRAME_ROOT"] = str(root)
+        per_movie = [a for a in assets if a != "eval_scores"]
+        results = materialize_stages(root, per_movie, log_level=level) if per_movie else []
+        if "eval_scores" in assets and all(r.success for r in results):
+            results.append(dg.materialize(
+                [*defs.assets, *defs.asset_checks], selection=dg.AssetSelection.checks_for_assets("eval_scores"),
+                instance=use_instance(root), resources={"workspace": defs.resources["workspace"]}, raise_on_error=False))
+    else:
+        results = materialize_stages(root, assets, movies=movies, retry=retry, log_level=level)
+    for result in results:
+        seen = set()
+        for event in result.get_asset_materialization_events():
+            mat = event.event_specific_data.materialization
+            md = {k: v.value for k, v in mat.metadata.items()}
+            if mat.asset_key in seen or "cache_hits" not in md:
+                continue
+            seen.add(mat.asset_key)
+            counts = ", ".join(f"{v} {k[6:]}" for k, v in md.items() if k.startswith("count_"))
+            state = "unchanged" if md.get("no_op") else f"{len(md.get('files_written', []))} file(s) written"
+            console.print(
+                f"[green]{mat.asset_key.to_user_string()}[/green]: {counts}; cache {md.get('cache_hits', 0)} hit(s), "
+                f"{md.get('cache_misses', 0)} miss(es); {state}; {md.get('seconds', 0):.1f}s",
+                highlight=False,
+            )
+        for message in _failures(result):
+            err.print(f"[red]error[/red] {message}", highlight=False)
+    return bool(results) and all(r.success for r in results)
 
 
 @app.command()
@@ -141,6 +134,77 @@ def run(
                 raise typer.Exit(1)
             progress.advance(task)
     console.print(f"built {', '.join(selected)} in {root / 'data'}")
+
+
+@app.command()
+def retry(
+    movies: Annotated[Optional[list[str]], typer.Argument(help="Movie ids to redo (default: the ones the flags pick).")] = None,
+    quarantined: Annotated[bool, typer.Option("--quarantined", help="Movies a model could not fully write.")] = False,
+    failed: Annotated[bool, typer.Option("--failed", help="Movies whose last run failed.")] = False,
+    stage: Annotated[Optional[list[str]], typer.Option("--stage", help="Only these per-movie assets (default all).")] = None,
+    root: RootOption = None,
+) -> None:
+    """Redo movies with a fresh attempt: new cache keys and model seeds, so the model is asked
+    again instead of its cached answers being replayed (those stay on disk, for the record)."""
+    from .pipeline.steps import PER_MOVIE, read_status
+
+    root = project_root(root)
+    _checked(root)
+    stages = [s for s in PER_MOVIE if not stage or s in stage]
+    if not (movies or quarantined or failed):
+        raise typer.BadParameter("name movies, or pass --quarantined and/or --failed")
+    picked = [s for s in (("quarantined",) if quarantined else ()) + (("failed",) if failed else ())]
+    done_any = False
+    for name in stages:
+        status = read_status(root, name)
+        chosen = list(movies or []) if movies else [m for m, s in status.items() if s["state"] in picked]
+        if movies and picked:
+            chosen = [m for m in chosen if status.get(m, {}).get("state") in picked]
+        if not chosen:
+            continue
+        console.print(f"{name}: retrying {len(chosen)} movie(s): {', '.join(chosen)}")
+        done_any = True
+        if not run_dagster(root, [name], movies=chosen, retry=True):
+            raise typer.Exit(1)
+        later = [s for s in STAGES if STAGES.index(s) > STAGES.index(name)]
+        if later and not run_dagster(root, later, movies=None):  # downstream of the redone movies
+            raise typer.Exit(1)
+    if not done_any:
+        console.print("nothing to retry")
+
+
+@app.command()
+def status(root: RootOption = None) -> None:
+    """Each movie's state in each per-movie asset: done, quarantined or failed, and its attempt."""
+    from .pipeline.steps import PER_MOVIE, movie_ids, read_status
+
+    root = project_root(root)
+    ids = movie_ids(root, _checked(root))
+    table = Table(title="Movies", show_header=True)
+    table.add_column("movie")
+    for name in PER_MOVIE:
+        table.add_column(name)
+    problems = []
+    statuses = {name: read_status(root, name) for name in PER_MOVIE}
+    for mid in ids:
+        cells = []
+        for name in PER_MOVIE:
+            s = statuses[name].get(mid)
+            cells.append("-" if s is None else s["state"] + (f" (attempt {s['attempt']})" if s["attempt"] else ""))
+            if s and s["error"]:
+                problems.append(f"{name} {mid}: {s['error'].splitlines()[0][:200]}")
+        table.add_row(mid, *cells)
+    console.print(table)
+    for line in problems:
+        console.print(line, highlight=False)
+
+
+def _checked(root: Path):
+    try:
+        return checked_params(root)  # bad params fail here, before any work
+    except ParamsError as exc:
+        err.print(f"[red]error[/red] {exc}", highlight=False)
+        raise typer.Exit(2) from None
 
 
 @app.command()

@@ -58,28 +58,37 @@ def project(tmp_path: Path) -> Path:
 
 
 # ---------------------------------------------------------------- the graph, in process
-def materialize(root, selection=None, checks_only=False, instance=None):
-    """Assets (and their checks) through Dagster in this process, on the project at ``root``."""
+def materialize(root, selection=None, checks_only=False, instance=None, movies=None, retry=False):
+    """Assets through Dagster in this process, as the CLI and DVC run them (one run per stage,
+    its movies in one run), on the project at ``root``. One result, the runs' events merged."""
     import dagster as dg
 
-    from dreamframe_assets.definitions import defs
+    from dreamframe_assets.runs import materialize_stages
 
-    os.environ["DREAMFRAME_ROOT"] = str(root)
-    sel = dg.AssetSelection.assets(*(selection or STAGES))
-    if checks_only:
-        sel = dg.AssetSelection.checks_for_assets(*(selection or STAGES))
-    return dg.materialize(
-        [*defs.assets, *defs.asset_checks],
-        selection=sel,
-        instance=instance or dg.DagsterInstance.ephemeral(),
-        resources={"workspace": defs.resources["workspace"]},
-        raise_on_error=False,
-    )
+    instance = instance or dg.DagsterInstance.ephemeral()
+    results = materialize_stages(Path(root), list(selection or STAGES), instance=instance, movies=movies, retry=retry)
+    return Runs(results)
+
+
+class Runs:
+    """Several in-process runs read as one result (the part of the API the tests use)."""
+
+    def __init__(self, results):
+        self.results = results
+        self.success = bool(results) and all(r.success for r in results)
+        self.all_events = [e for r in results for e in r.all_events]
+
+    def asset_materializations_for_node(self, node):
+        return [m for r in self.results for m in r.asset_materializations_for_node(node)]
+
+    def get_asset_check_evaluations(self):
+        return [c for r in self.results for c in r.get_asset_check_evaluations()]
 
 
 def metadata(result, asset):
-    [mat] = result.asset_materializations_for_node(asset)
-    return {k: v.value for k, v in mat.metadata.items()}
+    """The metadata of the asset's (last) run: for a per-movie asset, one materialization per movie, alike."""
+    mats = result.asset_materializations_for_node(asset)
+    return {k: v.value for k, v in mats[-1].metadata.items()}
 
 
 def _plain(value):

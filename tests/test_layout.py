@@ -23,7 +23,7 @@ RANK = {
     "evaluate": 4,  # answerers, metrics, charts
     "pipeline": 5,  # backends by name, the steps, which code each stage runs
     "dataset": 6, "resources": 6,  # the built dataset: diff, export; Dagster resources
-    "assets": 7, "definitions": 8, "cli": 9, "__main__": 10,
+    "assets": 7, "definitions": 8, "runs": 9, "cli": 10, "__main__": 11,
 }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,9 +13,10 @@ import polars as pl
 from ..core.schemas import ContractError
 from ..core.store import read_table, stage_dir
 from ..pipeline.code import code_version
-from ..pipeline.steps import StepResult
+from ..pipeline.steps import StepResult, run_stage
+from .movies import MOVIES, RETRY_TAG
 
-__all__ = ["code_version", "contract_check", "image_md", "to_result"]
+__all__ = ["code_version", "contract_check", "image_md", "movie_asset", "run_movies", "to_result"]
 
 
 def _table(df: pl.DataFrame) -> dg.TableMetadataValue:
@@ -29,7 +31,8 @@ def image_md(title: str, png: bytes) -> dg.MarkdownMetadataValue:
     return dg.MetadataValue.md(f"### {title}\n![{title}](data:image/png;base64,{base64.b64encode(png).decode()})")
 
 
-def to_result(result: StepResult, root: Path, params: Any = None, **extra: Any) -> dg.MaterializeResult:
+def to_result(result: StepResult, root: Path, params: Any = None, check_results: list | None = None,
+              **extra: Any) -> dg.MaterializeResult:
     """A step's result as a materialization: content-hash data version plus metadata
     (counts, preview, cache hits and misses, timings, the stage's params, and ``extra``)."""
     metadata: dict = {
@@ -49,10 +52,12 @@ def to_result(result: StepResult, root: Path, params: Any = None, **extra: Any) 
     if params is not None:
         metadata["params"] = dg.MetadataValue.json(params.model_dump())
     metadata.update(extra)
-    return dg.MaterializeResult(data_version=dg.DataVersion(result.data_version), metadata=metadata)
+    return dg.MaterializeResult(data_version=dg.DataVersion(result.data_version), metadata=metadata,
+                                check_results=check_results)
 
 
-def contract_check(root: Path, stage: str, tables: tuple[str, ...], files: tuple[str, ...] = ()) -> dg.AssetCheckResult:
+def contract_check(root: Path, stage: str, tables: tuple[str, ...], files: tuple[str, ...] = (),
+                   check_name: str | None = None) -> dg.AssetCheckResult:
     """Re-read the stage's tables from disk and validate them against their schemas."""
     folder = stage_dir(root, stage)
     problems = []
@@ -63,8 +68,62 @@ def contract_check(root: Path, stage: str, tables: tuple[str, ...], files: tuple
         except (ContractError, FileNotFoundError, OSError) as exc:
             problems.append(str(exc))
     return dg.AssetCheckResult(
+        check_name=check_name,
         passed=not problems,
         severity=dg.AssetCheckSeverity.ERROR,
         description="\n".join(problems) or f"{len(tables)} table(s) match their schemas",
         metadata={"rows": dg.MetadataValue.json(rows)},
+    )
+
+
+POOLS = {"movie_plots": "llm", "qa_pairs": "llm", "style_banks": "gpu", "keyframes": "gpu"}
+
+
+def movie_asset(stage: str, group: str, description: str, deps: list[str], extra_checks: tuple[str, ...] = ()):
+    """A per-movie asset: partitioned by movie, one run for a backfill, its checks run in the
+    same step (``<stage>_contract``, ``<stage>_quarantine`` and ``extra_checks``), its
+    concurrency pool ``llm`` (API-bound) or ``gpu``."""
+    checks = [dg.AssetCheckSpec(f"{stage}_contract", asset=stage, blocking=True,
+                                description="The movies' rows and the dataset tables match their pandera schemas."),
+              dg.AssetCheckSpec(f"{stage}_quarantine", asset=stage,
+                                description="No movie of the run had a part a model could not write "
+                                            "(retry them: dreamframe retry --quarantined).")]
+    checks += [dg.AssetCheckSpec(name, asset=stage, blocking=True) for name in extra_checks]
+    return dg.asset(name=stage, group_name=group, deps=deps, partitions_def=MOVIES,
+                    backfill_policy=dg.BackfillPolicy.single_run(), code_version=code_version(stage),
+                    kinds={"polars"}, pool=POOLS[stage], check_specs=checks, description=description)
+
+
+def run_movies(context: dg.AssetExecutionContext, root: Path, params: Any, stage: str, tables: tuple[str, ...],
+               files: tuple[str, ...] = (), checks: tuple[Callable[[StepResult], dg.AssetCheckResult], ...] = (),
+               details: Callable[[StepResult], dict] | None = None) -> Iterator[Any]:
+    """Build the run's movies (its partitions); on success one materialization of them all
+    with the stage's checks, else one per movie that worked and a failure naming the others."""
+    retry = context.run.tags.get(RETRY_TAG, "").lower() in ("1", "true", "yes")
+    result = run_stage(root, params, stage, list(context.partition_keys), retry)
+    quarantined = [m.movie_id for m in result.movies.values() if m.state == "quarantined"]
+    results = [contract_check(root, stage, tables, files, check_name=f"{stage}_contract"), dg.AssetCheckResult(
+        check_name=f"{stage}_quarantine", passed=not quarantined, severity=dg.AssetCheckSeverity.WARN,
+        description=f"quarantined: {quarantined} (dreamframe retry --quarantined)" if quarantined
+        else "no movie had a part a model could not write",
+    )]
+    results += [check(result) for check in checks]
+    extra = details(result) if details else {}
+    summary = to_result(result, root, getattr(params, stage), check_results=results, **extra)
+    summary.metadata["movies"] = dg.MetadataValue.json(
+        {m.movie_id: {"state": m.state, "attempt": m.attempt, "cached": m.cached, **m.counts, **({"error": m.error} if m.error else {})}
+         for m in result.movies.values()})
+    if not result.failed:
+        yield summary
+        return
+    for m in result.movies.values():
+        if m.state != "failed":
+            yield dg.AssetMaterialization(asset_key=stage, partition=m.movie_id, metadata={
+                "state": m.state, "attempt": m.attempt, "cached": m.cached, **{f"count_{k}": v for k, v in m.counts.items()}},
+                tags={"dagster/data_version": m.version})
+    yield from results
+    raise dg.Failure(
+        description=f"{stage}: {len(result.failed)} of {len(result.movies)} movie(s) failed (the others are written): "
+                    + "; ".join(f"{m.movie_id}: {m.error}" for m in result.failed),
+        metadata={"failed": dg.MetadataValue.json({m.movie_id: m.error for m in result.failed})},
     )

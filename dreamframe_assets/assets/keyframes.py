@@ -2,18 +2,17 @@
 
 import dagster as dg
 
-from ..pipeline.code import code_version
-from ..pipeline.steps import read_keyframes, render_keyframes
+from ..pipeline.steps import read_keyframes
 from ..resources import Workspace
-from .common import contract_check, image_md, to_result
+from .common import image_md, movie_asset, run_movies
 
 
-@dg.asset(group_name="render", deps=["movie_plots", "style_banks"], code_version=code_version("keyframes"), kinds={"polars"})
-def keyframes(workspace: Workspace) -> dg.MaterializeResult:
-    """Every frame drawn in its movie's learned style: one tar shard of PNGs per movie plus keyframes.parquet."""
-    params = workspace.params()
-    result = render_keyframes(workspace.path, params)
-    return to_result(result, workspace.path, params.keyframes, contact_sheet=image_md("Keyframes", sample_sheet(workspace.path)))
+@movie_asset("keyframes", "render", "Every frame drawn in its movie's learned style: one tar shard of PNGs per "
+             "movie plus keyframes.parquet.", deps=["movie_plots", "style_banks"])
+def keyframes(context: dg.AssetExecutionContext, workspace: Workspace):
+    root = workspace.path
+    yield from run_movies(context, root, workspace.params(), "keyframes", ("keyframes",),
+                          details=lambda result: {"contact_sheet": image_md("Keyframes", sample_sheet(root))})
 
 
 def sample_sheet(root, movies: int = 3, frames: int = 6) -> bytes:
@@ -30,8 +29,3 @@ def sample_sheet(root, movies: int = 3, frames: int = 6) -> bytes:
             rows.append(np.asarray(Image.fromarray(img).resize((128, max(1, img.shape[0] * 128 // img.shape[1])))))
         rows += [np.full_like(rows[-1], 255)] * (-len(rows) % frames)
     return png_bytes(contact_sheet(rows, frames))
-
-
-@dg.asset_check(asset=keyframes, blocking=True, description="Tables of keyframes match their pandera schemas.")
-def keyframes_contract(workspace: Workspace) -> dg.AssetCheckResult:
-    return contract_check(workspace.path, "keyframes", ("keyframes",))

@@ -3,19 +3,11 @@
 import dagster as dg
 
 from ..core.store import PLOT_TABLES
-from ..pipeline.code import code_version
-from ..pipeline.steps import write_movie_plots
 from ..resources import Workspace
-from .common import contract_check, to_result
+from .common import movie_asset, run_movies
 
 
-@dg.asset(group_name="story", deps=[], code_version=code_version("movie_plots"), kinds={"polars"})
-def movie_plots(workspace: Workspace) -> dg.MaterializeResult:
-    """Three-level story expansion per theme: movies, characters, substories, tinystories, frames, dialogue and the levels' QA pairs."""
-    params = workspace.params()
-    return to_result(write_movie_plots(workspace.path, params), workspace.path, params.movie_plots)
-
-
-@dg.asset_check(asset=movie_plots, blocking=True, description="Tables of movie_plots match their pandera schemas.")
-def movie_plots_contract(workspace: Workspace) -> dg.AssetCheckResult:
-    return contract_check(workspace.path, "movie_plots", PLOT_TABLES)
+@movie_asset("movie_plots", "story", "Three-level story expansion per theme: movies, characters, substories, "
+             "tinystories, frames, dialogue and the levels' QA pairs.", deps=[])
+def movie_plots(context: dg.AssetExecutionContext, workspace: Workspace):
+    yield from run_movies(context, workspace.path, workspace.params(), "movie_plots", PLOT_TABLES)

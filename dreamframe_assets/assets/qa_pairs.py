@@ -2,49 +2,43 @@
 
 import dagster as dg
 
-from ..core.store import read_plots
 from ..pipeline.backends import EMBED_CACHE
-from ..pipeline.code import code_version
-from ..pipeline.steps import read_qa, write_qa_pairs
+from ..pipeline.steps import StepResult, read_plot, read_qa
 from ..resources import Workspace
-from .common import contract_check, image_md, to_result
+from .common import image_md, movie_asset, run_movies
 
 
-@dg.asset(group_name="qa", deps=["movie_plots", "keyframes"], code_version=code_version("qa_pairs"), kinds={"polars"})
-def qa_pairs(workspace: Workspace) -> dg.MaterializeResult:
-    """The story levels' what/why/how/where/overview questions and questions grounded in the frames,
-    through the gates (options, length, evidence, oracle, duplicates, qtype cap)."""
+@movie_asset("qa_pairs", "qa", "The story levels' what/why/how/where/overview questions and questions grounded "
+             "in the frames, through the gates (options, length, evidence, oracle, duplicates, qtype cap).",
+             deps=["movie_plots", "keyframes"], extra_checks=("qa_pairs_grounded",))
+def qa_pairs(context: dg.AssetExecutionContext, workspace: Workspace):
     from ..evaluate.charts import qtype_mix_png
 
-    params = workspace.params()
-    result = write_qa_pairs(workspace.path, params)
-    chart = image_md("Question types", qtype_mix_png(result.extra["qtype_share"]))
-    return to_result(result, workspace.path, params.qa_pairs, qtype_chart=chart)
+    root, params = workspace.path, workspace.params()
 
+    def grounded(result: StepResult) -> dg.AssetCheckResult:
+        """The oracle answers the run's QAs from the frames and plot, and no QA repeats another."""
+        from ..models.embed import TextEmbedder
+        from ..qa.gates import verify
 
-@dg.asset_check(asset=qa_pairs, blocking=True, description="Tables of qa_pairs match their pandera schemas.")
-def qa_pairs_contract(workspace: Workspace) -> dg.AssetCheckResult:
-    return contract_check(workspace.path, "qa_pairs", ("qa", "quarantine", "dropped"))
+        p = params.qa_pairs
+        movies = [m for m, s in result.movies.items() if s.state != "failed"]
+        embedder = TextEmbedder(p.embedder, root / EMBED_CACHE)
+        qas = [qa for qa in read_qa(root) if qa.movie_id in set(movies)]
+        found = verify({m: read_plot(root, m) for m in movies}, qas, embedder, p.near_duplicate_threshold)
+        problems = []
+        if found["oracle_accuracy"] < p.min_oracle_accuracy:
+            problems.append(f"oracle accuracy {found['oracle_accuracy']} < qa_pairs.min_oracle_accuracy "
+                            f"{p.min_oracle_accuracy}; wrong: {found['wrong'][:10]}")
+        if found["duplicate_rate"] > p.max_duplicate_rate:
+            problems.append(f"duplicate rate {found['duplicate_rate']} > qa_pairs.max_duplicate_rate {p.max_duplicate_rate}")
+        return dg.AssetCheckResult(
+            check_name="qa_pairs_grounded",
+            passed=not problems,
+            severity=dg.AssetCheckSeverity.ERROR,
+            description="\n".join(problems) or "the oracle answers every QA and none repeats another",
+            metadata={"oracle_accuracy": found["oracle_accuracy"], "duplicate_rate": found["duplicate_rate"]},
+        )
 
-
-@dg.asset_check(asset=qa_pairs, blocking=True)
-def qa_pairs_grounded(workspace: Workspace) -> dg.AssetCheckResult:
-    """The oracle answers the QAs from the frames and plot, and no QA repeats another."""
-    from ..models.embed import TextEmbedder
-    from ..qa.gates import verify
-
-    p = workspace.params().qa_pairs
-    embedder = TextEmbedder(p.embedder, workspace.path / EMBED_CACHE)
-    found = verify(read_plots(workspace.path), read_qa(workspace.path), embedder, p.near_duplicate_threshold)
-    problems = []
-    if found["oracle_accuracy"] < p.min_oracle_accuracy:
-        problems.append(f"oracle accuracy {found['oracle_accuracy']} < qa_pairs.min_oracle_accuracy "
-                        f"{p.min_oracle_accuracy}; wrong: {found['wrong'][:10]}")
-    if found["duplicate_rate"] > p.max_duplicate_rate:
-        problems.append(f"duplicate rate {found['duplicate_rate']} > qa_pairs.max_duplicate_rate {p.max_duplicate_rate}")
-    return dg.AssetCheckResult(
-        passed=not problems,
-        severity=dg.AssetCheckSeverity.ERROR,
-        description="\n".join(problems) or "the oracle answers every QA and none repeats another",
-        metadata={"oracle_accuracy": found["oracle_accuracy"], "duplicate_rate": found["duplicate_rate"]},
-    )
+    yield from run_movies(context, root, params, "qa_pairs", ("qa", "quarantine", "dropped"), checks=(grounded,),
+                          details=lambda r: {"qtype_chart": image_md("Question types", qtype_mix_png(r.extra["qtype_share"]))})

@@ -12,8 +12,9 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import xxhash
 
@@ -63,6 +64,19 @@ class ItemCache:
 
     def _path(self, key: str) -> Path:
         return self.dir / key[:2] / key
+
+    def get(self, key: str) -> bytes | None:
+        """The item under ``key``, or None (counted as a hit or left for ``put``)."""
+        path = self._path(key)
+        if not path.exists():
+            return None
+        self.hits += 1
+        return path.read_bytes()
+
+    def put(self, key: str, data: bytes, item: str = "") -> None:
+        write_atomic(self._path(key), data)
+        self.misses += 1
+        self.missed.append(item or key)
 
     def get_or_compute(self, key: str, compute: Callable[[], bytes], item: str = "") -> bytes:
         path = self._path(key)

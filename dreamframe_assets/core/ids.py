@@ -21,3 +21,8 @@ def movie_id_for(theme: str) -> str:
 def item_seed(*parts: Any) -> int:
     """A seed from the stage seed and the item's parts, so reordering items changes nothing."""
     return int(digest(*parts)[:8], 16)
+
+
+def attempt_seed(seed: int, attempt: int) -> int:
+    """The seed of a model's ``attempt``-th try at an item: the stage seed first, then fresh ones."""
+    return seed if attempt == 0 else item_seed(seed, "attempt", attempt) % 2**31

@@ -160,7 +160,16 @@ class EvalScoresParams(_Group):
     max_blind_accuracy: Annotated[float, Field(ge=0.0, le=1.0)] = 0.4
 
 
+class ExecutorParams(_Group):
+    """Where per-movie work runs. Outputs are the same bytes whatever is chosen here."""
+
+    kind: Literal["local", "ray"] = "local"
+    workers: Annotated[int, Field(gt=0)] | Literal["auto"] = "auto"  # local: processes for CPU-bound movies
+    address: str = ""  # ray: "" starts a local cluster, "auto" joins the running one, or ray://host:10001
+
+
 class Params(_Group):
+    executor: ExecutorParams = ExecutorParams()
     movie_plots: MoviePlotsParams = MoviePlotsParams()
     style_banks: StyleBanksParams = StyleBanksParams()
     keyframes: KeyframesParams = KeyframesParams()

@@ -9,8 +9,9 @@ embedded offline ones.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ..core.params import Params, ParamsError, load_params
 
@@ -105,6 +106,12 @@ RENDERERS: dict[str, Callable[[Any, Path], Any]] = {"offline": _render_offline, 
 QA_WRITERS: dict[str, Callable[[Any, Path], Any]] = {"offline": _qa_offline, "llm": _qa_llm}
 ANSWERERS: dict[str, Callable[[Any, Path], Any]] = {
     n: _answerer(n) for n in ("random", "oracle", "blind", "pixel", "vlm")
+}
+
+# Per-movie stage -> (the params key naming its backend, the backends it may name).
+STAGE_BACKENDS: dict[str, tuple[str, dict[str, Callable[[Any, Path], Any]]]] = {
+    "movie_plots": ("writer", STORY_WRITERS), "style_banks": ("learner", STYLE_LEARNERS),
+    "keyframes": ("renderer", RENDERERS), "qa_pairs": ("writer", QA_WRITERS),
 }
 
 

@@ -1,24 +1,32 @@
-"""The five pipeline steps as plain functions: upstream files in, this stage's files out.
+"""The pipeline's stages as plain functions, with the movie as the unit of work.
 
-Each step walks its items (one per movie), takes each from the item cache or
-computes it with the backend ``params.yaml`` names, then writes the stage's
-folder. Dagster assets and DVC stages both call these; so do the tests.
-A failing item never loses the others: they are cached before the error is raised.
+The four per-movie stages (movie_plots, style_banks, keyframes, qa_pairs) share one
+path, ``run_stage``: for each movie, its upstream files give an item key over all of
+its inputs; the item comes from the cache or from the backend ``params.yaml`` names,
+run by the executor (``pipeline/executor.py``); the movie's files are written in
+``data/<stage>/`` as soon as it finishes. Then the dataset tables DVC tracks are
+assembled from every movie's files. ``eval_scores`` reads those tables.
+Dagster assets (one partition per movie), DVC stages and the tests all call these.
+A failing movie never loses the others: they are written before the error is reported.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import shutil
 import time
+import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import polars as pl
 
-from ..core.cache import ItemCache, bytes_digest, digest, write_if_changed
-from ..core.ids import item_seed, movie_id_for
+from ..core.cache import ItemCache, bytes_digest, digest, write_atomic, write_if_changed
+from ..core.ids import attempt_seed, item_seed, movie_id_for
 from ..core.params import Params, load_themes, story_files
 from ..core.plot import QA, MoviePlot, as_row
 from ..core.schemas import validate
@@ -34,28 +42,45 @@ from ..core.store import (
     read_plots,
     read_shard,
     read_table,
-    remove_stale,
     rows_table,
     shard_members,
     stage_dir,
     table_bytes,
 )
 from ..core.vocabulary import GROUNDED_QTYPES
-from ..qa import gates
-from ..render.look import StyleParams
-from ..story import authors
-from ..style.offline import fit_style
-from . import backends
+from ..models.device import load_once
+from . import backends, executor
 from .code import code_version
 
+log = logging.getLogger("dreamframe")
+
 SHEET_COLUMNS = 4
+MOVIES = "movies"  # data/<stage>/movies/<movie_id>.json: one movie's output of the stage
+STATUS_DIR = ".dreamframe/status"  # each movie's last state and attempt, per stage
 # How each stage packs an item into the cache; part of every key, so raise it when
 # the packing changes (the code that makes items is versioned by ``code.code_version``).
 ITEM_FORMAT = {"movie_plots": 1, "style_banks": 2, "keyframes": 1, "qa_pairs": 3, "eval_scores": 1}
 
 
 class StepError(RuntimeError):
-    """One or more items failed; the message names them. Finished items are cached."""
+    """One or more movies failed; the message names them. Finished movies are written."""
+
+
+class MissingInput(RuntimeError):
+    """A movie's upstream output is not there (its upstream failed or was never built)."""
+
+
+@dataclass
+class MovieState:
+    """How one movie came out of a stage this run."""
+
+    movie_id: str
+    state: str  # done | quarantined (a model could not write part of it) | failed
+    attempt: int = 0
+    cached: bool = False
+    version: str = ""  # content hash of the movie's item
+    error: str = ""
+    counts: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -71,212 +96,409 @@ class StepResult:
     preview: pl.DataFrame | None = None
     seconds: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
+    movies: dict[str, MovieState] = field(default_factory=dict)
+
+    @property
+    def failed(self) -> list[MovieState]:
+        return [m for m in self.movies.values() if m.state == "failed"]
 
 
-def _run_items(
-    cache: ItemCache, items: list[tuple[str, str, Callable[[], bytes]]]
-) -> dict[str, bytes]:
-    """Take every (name, key, compute) item from the cache or compute it; collect failures."""
-    out: dict[str, bytes] = {}
-    failures: list[str] = []
-    for name, key, compute in items:
+# ---------------------------------------------------------------- which movies
+def movie_sources(root: Path, params: Params) -> dict[str, tuple[str, str]]:
+    """Every movie of the dataset: id -> ("theme", text) or ("story", path of an authors' file)."""
+    p = params.movie_plots
+    sources = {movie_id_for(theme): ("theme", theme) for theme in load_themes(root, p)}
+    for path in story_files(root, p):  # the paper authors' story files, imported as they are
+        sources["story-" + movie_id_for(path.stem)] = ("story", str(path))
+    return sources
+
+
+def movie_ids(root: Path, params: Params) -> list[str]:
+    """The dataset's movie ids, in params order: the partition keys of every per-movie asset."""
+    return list(movie_sources(root, params))
+
+
+# ---------------------------------------------------------------- movie state
+def status_path(root: Path, stage: str) -> Path:
+    return Path(root) / STATUS_DIR / f"{stage}.json"
+
+
+def read_status(root: Path, stage: str) -> dict[str, dict]:
+    """Each movie's last state, attempt and error in ``stage`` (empty before the first run)."""
+    path = status_path(root, stage)
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _save_status(root: Path, stage: str, states: dict[str, MovieState], keep: list[str]) -> None:
+    status = {mid: s for mid, s in read_status(root, stage).items() if mid in keep}
+    for mid, s in states.items():
+        status[mid] = {"state": s.state, "attempt": s.attempt, "error": s.error}
+    write_atomic(status_path(root, stage), (json.dumps(status, indent=1, sort_keys=True) + "\n").encode())
+
+
+def movie_files(folder: Path, movie_id: str) -> list[Path]:
+    """A movie's files in a stage folder: ``<kind>/<movie_id>.<ext>`` and ``<kind>/<movie_id>/...``."""
+    found: list[Path] = []
+    for sub in sorted(p for p in folder.glob("*") if p.is_dir()):
+        for path in sub.glob(f"{movie_id}*"):
+            if path.is_dir() and path.name == movie_id:
+                found += sorted(p for p in path.rglob("*") if p.is_file())
+            elif path.is_file() and path.name.split(".")[0] == movie_id:
+                found.append(path)
+    return found
+
+
+def _remove(paths: list[Path], root: Path) -> list[str]:
+    for path in paths:
+        path.unlink(missing_ok=True)
+        parent = path.parent
+        if parent.exists() and not any(parent.iterdir()) and parent.parent.parent != Path(root):
+            parent.rmdir()  # an emptied per-movie folder (embeddings/<movie_id>/)
+    return [str(p.relative_to(root)) for p in paths]
+
+
+def _remove_other_movies(folder: Path, keep: set[str], root: Path) -> list[str]:
+    """Files of movies no longer in the dataset (a removed theme takes its data with it)."""
+    gone = []
+    for sub in (p for p in folder.glob("*") if p.is_dir()):
+        for path in sub.iterdir():
+            if path.name.split(".")[0] not in keep:
+                gone.append(str(path.relative_to(root)))
+                shutil.rmtree(path) if path.is_dir() else path.unlink()
+    return gone
+
+
+# ---------------------------------------------------------------- per-movie work
+def backend(stage: str, params: Params, root: Path) -> Any:
+    """The stage's backend in this process, made once and reused by every movie it runs."""
+    group = getattr(params, stage)
+    choice, registry = backends.STAGE_BACKENDS[stage]
+    name = getattr(group, choice)
+    return load_once(("backend", stage, group.model_dump_json(), str(root)), lambda: registry[name](group, Path(root)))
+
+
+def work_kind(stage: str, params: Params) -> tuple[executor.Work, int]:
+    """What a stage's movies wait on (``executor.Work``), and for a server, its request limit."""
+    group = getattr(params, stage)
+    if stage in ("movie_plots", "qa_pairs") and group.writer == "llm":
+        return ("io", group.llm.concurrency) if group.llm.client == "openai" else ("gpu", 1)
+    if (stage, getattr(group, backends.STAGE_BACKENDS[stage][0])) in (
+            ("style_banks", "textual_inversion"), ("keyframes", "diffusion")):
+        return "gpu", 1
+    return "cpu", 1
+
+
+def compute_movie(stage: str, params: Params, root: str, args: tuple) -> tuple[str, Any, str]:
+    """One movie's item, in whatever process the executor chose: ("ok", bytes, ""),
+    ("quarantined", rows of what a model could not write, message) or ("failed", message, traceback)."""
+    try:
+        return "ok", COMPUTE[stage](backend(stage, params, Path(root)), params, Path(root), *args), ""
+    except Exception as exc:  # noqa: BLE001 - the stage names the movie
+        records = getattr(exc, "records", None)
+        if records is not None:
+            return "quarantined", [as_row(r) for r in records], str(exc)
+        return "failed", f"{type(exc).__name__}: {exc}", traceback.format_exc()
+
+
+@dataclass
+class Run:
+    """What a stage's per-movie functions share within one run."""
+
+    root: Path
+    params: Params
+    stage: str
+    folder: Path
+    identity: str
+
+
+def run_stage(root: Path, params: Params, stage: str, movies: list[str] | None = None,
+              retry: bool = False) -> StepResult:
+    """Build ``movies`` (default: every movie) of a per-movie stage, then assemble its dataset tables.
+
+    ``retry`` gives each chosen movie a fresh attempt: a new key and new model seeds, so a
+    model is asked again instead of its cached answers being replayed (they stay on disk)."""
+    t0 = time.perf_counter()
+    root = Path(root)
+    ids = movie_ids(root, params)
+    chosen = ids if movies is None else list(dict.fromkeys(movies))
+    unknown = [m for m in chosen if m not in ids]
+    if unknown:
+        raise StepError(f"{stage}: unknown movie(s) {unknown} (not in movie_plots.themes, themes_file or stories_dir)")
+    folder = stage_dir(root, stage)
+    run = Run(root, params, stage, folder, backend(stage, params, root).identity())
+    code = code_version(stage)
+    cache = ItemCache(root, stage)
+    status = read_status(root, stage)
+    states: dict[str, MovieState] = {}
+    written: list[str] = []
+
+    def settle(mid: str, attempt: int, outcome: str, value: Any, cached: bool = False, message: str = "") -> bool:
+        """Write (or clear) one movie's files as soon as it is known; remember its state."""
+        old = movie_files(folder, mid)
+        if outcome == "ok":
+            try:
+                files, state, counts = FILES[stage](run, mid, value)
+            except Exception as exc:  # noqa: BLE001 - an item that breaks its contract fails its movie
+                log.debug("%s: movie %s: bad output", stage, mid, exc_info=True)
+                settle(mid, attempt, "failed", f"{type(exc).__name__}: {exc}")
+                return False
+            written.extend(str(p.relative_to(root)) for p, data in files.items() if write_if_changed(p, data))
+            written.extend(_remove([p for p in old if p not in files], root))
+            states[mid] = MovieState(mid, state, attempt, cached, bytes_digest(value), counts=counts)
+            return True
+        written.extend(_remove(old, root))  # never leave an output made from other inputs
+        if outcome == "quarantined":
+            path = folder / "quarantine" / f"{mid}.json"
+            write_if_changed(path, json.dumps(value, sort_keys=True).encode())
+            written.append(str(path.relative_to(root)))
+            states[mid] = MovieState(mid, "quarantined", attempt, error=message)
+        else:
+            states[mid] = MovieState(mid, "failed", attempt, error=value)
+        return False
+
+    calls, pending = [], []
+    for mid in chosen:
+        attempt = status.get(mid, {}).get("attempt", 0) + (1 if retry else 0)
         try:
-            out[name] = cache.get_or_compute(key, compute, item=name)
-        except Exception as exc:  # noqa: BLE001 - reported with the item's name below
-            records = getattr(exc, "records", None)
-            if records is not None:  # a model could not write this item: kept, and the run goes on
-                cache.quarantined.extend(as_row(r) for r in records)
-                continue
-            failures.append(f"{name}: {type(exc).__name__}: {exc}")
-    if failures:
-        raise StepError(
-            f"{cache.dir.name}: {len(failures)} of {len(items)} item(s) failed "
-            f"({len(out)} done and cached):\n  " + "\n  ".join(failures)
-        )
-    return out
+            parts, args = INPUTS[stage](run, mid, attempt)
+        except MissingInput as exc:
+            settle(mid, attempt, "failed", str(exc))
+            continue
+        key = digest(stage, ITEM_FORMAT[stage], run.identity, code, attempt, parts)
+        data = cache.get(key)
+        if data is not None:
+            settle(mid, attempt, "ok", data, cached=True)
+        else:
+            calls.append((compute_movie, (stage, params, str(root), args)))
+            pending.append((mid, key, attempt))
+    work, limit = work_kind(stage, params)
+    try:
+        for i, result in executor.run_all(calls, params.executor, work, limit):
+            mid, key, attempt = pending[i]
+            outcome, value, detail = result if isinstance(result, tuple) else ("failed", f"{type(result).__name__}: {result}", "")
+            if outcome == "failed" and detail:
+                log.debug("%s: movie %s failed:\n%s", stage, mid, detail)
+            if settle(mid, attempt, outcome, value, message=detail):
+                cache.put(key, value, item=mid)  # only an item that made its files is kept
+    finally:
+        _save_status(root, stage, states, ids)
+
+    written += _remove_other_movies(folder, set(ids), root)
+    tables, counts, preview, extra = ASSEMBLE[stage](run, ids)
+    written += [str(p.relative_to(root)) for p, data in tables.items() if write_if_changed(p, data)]
+    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    version = digest(sorted((str(p.relative_to(root)), bytes_digest(p.read_bytes())) for p in files))
+    if hasattr(run_backend := backend(stage, params, root), "usage"):
+        extra["llm_usage"] = run_backend.usage()
+    counts = {**counts, **{s: sum(m.state == s for m in states.values()) for s in ("quarantined", "failed")}}
+    return StepResult(stage=stage, files=files, written=sorted(set(written)), data_version=version, hits=cache.hits,
+                      misses=cache.misses, redone=cache.missed, counts=counts, preview=preview,
+                      seconds=time.perf_counter() - t0, extra=extra, movies=states)
 
 
-def _finish(stage: str, root: Path, files: dict[Path, bytes], cache: ItemCache, t0: float, **kw) -> StepResult:
-    written = [str(p.relative_to(root)) for p, data in files.items() if write_if_changed(p, data)]
-    version = digest(sorted((str(p.relative_to(root)), bytes_digest(d)) for p, d in files.items()))
-    return StepResult(
-        stage=stage, files=sorted(files), written=written, data_version=version, hits=cache.hits,
-        misses=cache.misses, redone=cache.missed, seconds=time.perf_counter() - t0, **kw,
-    )
+def raise_failures(result: StepResult) -> None:
+    """StepError naming every failed movie (the others are written)."""
+    if result.failed:
+        raise StepError(f"{result.stage}: {len(result.failed)} of {len(result.movies)} movie(s) failed "
+                        f"(the others are written):\n  " + "\n  ".join(f"{m.movie_id}: {m.error}" for m in result.failed))
+
+
+def _json(path: Path) -> Any:
+    return json.loads(path.read_bytes())
+
+
+def _movie_json(root: Path, stage: str, mid: str) -> bytes:
+    path = stage_dir(root, stage) / MOVIES / f"{mid}.json"
+    if not path.exists():
+        raise MissingInput(f"movie {mid!r} has no {stage} output ({path.relative_to(root)}); "
+                           f"build {stage} for it first, or see why it failed: dreamframe status")
+    return path.read_bytes()
+
+
+def read_plot(root: Path, movie_id: str) -> MoviePlot:
+    """One movie's plot, as movie_plots wrote it."""
+    return plot_from_json(_movie_json(root, "movie_plots", movie_id))
 
 
 # ---------------------------------------------------------------- movie_plots
-def write_movie_plots(root: Path, params: Params) -> StepResult:
-    """Themes -> three-level story expansion -> the seven plot tables."""
-    t0 = time.perf_counter()
+def _plots_inputs(run: Run, mid: str, attempt: int) -> tuple[Any, tuple]:
+    p = run.params.movie_plots
+    kind, source = movie_sources(run.root, run.params)[mid]
+    if kind == "story":
+        return ["authors-import", bytes_digest(Path(source).read_bytes())], ("story", source, mid, 0)
+    seed = attempt_seed(p.seed, attempt)
+    return [source, seed, p.substories, p.tinystories, p.frames], ("theme", source, mid, seed)
+
+
+def _plots_compute(writer: Any, params: Params, root: Path, kind: str, source: str, mid: str, seed: int) -> bytes:
     p = params.movie_plots
-    themes = load_themes(root, p)
-    writer = backends.STORY_WRITERS[p.writer](p, root)
-    cache = ItemCache(root, "movie_plots")
-    code = code_version("movie_plots")
+    if kind == "story":
+        from ..story import authors
 
-    def compute(theme: str, movie_id: str) -> Callable[[], bytes]:
-        return lambda: plot_to_json(writer.write(theme, movie_id, p.seed, p.substories, p.tinystories, p.frames))
+        return plot_to_json(authors.read_story(Path(source), mid))
+    return plot_to_json(writer.write(source, mid, seed, p.substories, p.tinystories, p.frames))
 
-    items = []
-    for theme in themes:
-        mid = movie_id_for(theme)
-        key = digest("movie_plots", ITEM_FORMAT["movie_plots"], writer.identity(), code, theme, p.seed,
-                     p.substories, p.tinystories, p.frames)
-        items.append((mid, key, compute(theme, mid)))
-    for path in story_files(root, p):  # the paper authors' story files, imported as they are
-        mid = "story-" + movie_id_for(path.stem)
-        key = digest("movie_plots", ITEM_FORMAT["movie_plots"], "authors-import", code,
-                     bytes_digest(path.read_bytes()))
-        items.append((mid, key, lambda path=path, mid=mid: plot_to_json(authors.read_story(path, mid))))
-    done = _run_items(cache, items)
 
+def _plots_files(run: Run, mid: str, data: bytes) -> tuple[dict[Path, bytes], str, dict[str, int]]:
+    plot = plot_from_json(data)
+    for name, rows in plot_rows(plot).items():
+        validate(name, rows_table(name, rows), where=f"movie_plots: movie {mid!r}: {name}")
+    state = "quarantined" if plot.quarantine else "done"
+    return {run.folder / MOVIES / f"{mid}.json": data}, state, {"frames": len(plot.frames), "plot_qa": len(plot.qa)}
+
+
+def _plots_assemble(run: Run, ids: list[str]) -> tuple[dict[Path, bytes], dict, pl.DataFrame, dict]:
     rows: dict[str, list[dict]] = {name: [] for name in PLOT_TABLES}
-    for data in done.values():
-        for name, table_rows in plot_rows(plot_from_json(data)).items():
-            rows[name].extend(table_rows)
-    rows["quarantine"].extend(cache.quarantined)
-    folder = stage_dir(root, "movie_plots")
+    for mid in ids:
+        path = run.folder / MOVIES / f"{mid}.json"
+        if path.exists():
+            for name, table_rows in plot_rows(plot_from_json(path.read_bytes())).items():
+                rows[name].extend(table_rows)
+        quarantined = run.folder / "quarantine" / f"{mid}.json"
+        if quarantined.exists():
+            rows["quarantine"].extend(_json(quarantined))
     files = {}
     for name in PLOT_TABLES:
         df = rows_table(name, rows[name])
         validate(name, df, where=f"movie_plots/{name}.parquet")
-        files[folder / f"{name}.parquet"] = table_bytes(df)
+        files[run.folder / f"{name}.parquet"] = table_bytes(df)
     frames = rows_table("frames", rows["frames"])
-    counts = {"movies": len(done), "frames": len(rows["frames"]), "dialogue_lines": len(rows["dialogue"]),
+    counts = {"movies": len(rows["movies"]), "frames": len(rows["frames"]), "dialogue_lines": len(rows["dialogue"]),
               "plot_qa": len(rows["plot_qa"]), "substories": len(rows["substories"]),
-              "quarantined": len(rows["quarantine"])}
+              "quarantined_parts": len(rows["quarantine"])}
     preview = rows_table("movies", rows["movies"]).select("movie_id", "title", "genre", "style_keyword", "theme")
-    extra = {"actions": frames["action"].value_counts().sort("action").to_dicts()}
-    if hasattr(writer, "usage"):
-        extra["llm_usage"] = writer.usage()
+    extra: dict[str, Any] = {"actions": frames["action"].value_counts().sort("action").to_dicts()}
     if rows["quarantine"]:
         extra["quarantine"] = [{k: str(v)[:200] for k, v in r.items() if k != "prompt"} for r in rows["quarantine"][:20]]
-    return _finish("movie_plots", root, files, cache, t0, counts=counts, preview=preview, extra=extra)
+    return files, counts, preview, extra
+
+
+def write_movie_plots(root: Path, params: Params, movies: list[str] | None = None, retry: bool = False) -> StepResult:
+    """Themes -> three-level story expansion -> one plot per movie and the seven plot tables."""
+    return run_stage(root, params, "movie_plots", movies, retry)
 
 
 # ---------------------------------------------------------------- style_banks
-def learn_style_banks(root: Path, params: Params) -> StepResult:
-    """Per movie: reference images from its style description, and the style fitted to them."""
-    t0 = time.perf_counter()
+def _style_inputs(run: Run, mid: str, attempt: int) -> tuple[Any, tuple]:
+    p = run.params.style_banks
+    m = read_plot(run.root, mid).movie
+    seed = item_seed(attempt_seed(p.seed, attempt), mid)
+    return [mid, m.style_description, m.style_keyword, p.references, p.size, p.seed], (mid, seed)
+
+
+def _style_compute(learner: Any, params: Params, root: Path, mid: str, seed: int) -> bytes:
+    from ..render.look import StyleParams
+    from ..style.offline import fit_style
+
     p = params.style_banks
-    plots = read_plots(root)
-    learner = backends.STYLE_LEARNERS[p.learner](p, root)
-    cache = ItemCache(root, "style_banks")
-    code = code_version("style_banks")
+    refs, style = learner.learn(read_plot(root, mid).movie, p.references, p.size, seed)
+    # Every learner's style is also described in the offline terms (palette, grain, ...)
+    # so styles of any backend can be compared in one table.
+    look = style if isinstance(style, StyleParams) else fit_style(refs)
+    extra = style.files() if hasattr(style, "files") else {}
+    return pack_shard([("params.json", json.dumps(style.to_dict(), sort_keys=True).encode()),
+                       ("look.json", json.dumps(look.to_dict(), sort_keys=True).encode()),
+                       ("references.png", png_bytes(contact_sheet(refs, SHEET_COLUMNS))),
+                       *((f"files/{name}", data) for name, data in sorted(extra.items()))])
 
-    def compute(plot: MoviePlot) -> Callable[[], bytes]:
-        def run() -> bytes:
-            refs, style = learner.learn(plot.movie, p.references, p.size, item_seed(p.seed, plot.movie.movie_id))
-            # Every learner's style is also described in the offline terms (palette, grain, ...)
-            # so styles of any backend can be compared in one table.
-            look = style if isinstance(style, StyleParams) else fit_style(refs)
-            extra = style.files() if hasattr(style, "files") else {}
-            return pack_shard([("params.json", json.dumps(style.to_dict(), sort_keys=True).encode()),
-                               ("look.json", json.dumps(look.to_dict(), sort_keys=True).encode()),
-                               ("references.png", png_bytes(contact_sheet(refs, SHEET_COLUMNS))),
-                               *((f"files/{name}", data) for name, data in sorted(extra.items()))])
-        return run
 
-    items = []
-    for mid, plot in plots.items():
-        m = plot.movie
-        key = digest("style_banks", ITEM_FORMAT["style_banks"], learner.identity(), code, mid, m.style_description, m.style_keyword,
-                     p.references, p.size, p.seed)
-        items.append((mid, key, compute(plot)))
-    done = _run_items(cache, items)
+def _style_files(run: Run, mid: str, data: bytes) -> tuple[dict[Path, bytes], str, dict[str, int]]:
+    members = shard_members(data)
+    look = json.loads(members["look.json"])
+    files = {run.folder / "references" / f"{mid}.png": members["references.png"]}
+    for name, blob in members.items():
+        if name.startswith("files/"):
+            files[run.folder / "embeddings" / mid / name.removeprefix("files/")] = blob
+    row = {
+        "movie_id": mid, "learner": run.identity, "references": run.params.style_banks.references,
+        "reference_sheet": f"references/{mid}.png", "style_keyword": read_plot(run.root, mid).movie.style_keyword,
+        "palette": ["#%02x%02x%02x" % tuple(c) for c in look["palette"]],
+        "line_weight": int(look["line_weight"]), "texture_kind": str(look["texture_kind"]),
+        "texture": float(look["texture"]), "lighting": float(look["lighting"]),
+        "grain": float(look["grain"]), "params_json": members["params.json"].decode(),
+    }
+    validate("styles", rows_table("styles", [row]), where=f"style_banks: movie {mid!r}")
+    files[run.folder / MOVIES / f"{mid}.json"] = json.dumps(row, sort_keys=True).encode()
+    return files, "done", {"references": run.params.style_banks.references}
 
-    folder = stage_dir(root, "style_banks")
-    files: dict[Path, bytes] = {}
-    rows = []
-    for mid, data in done.items():
-        members = shard_members(data)
-        look = json.loads(members["look.json"])
-        files[folder / "references" / f"{mid}.png"] = members["references.png"]
-        for name, blob in members.items():
-            if name.startswith("files/"):
-                files[folder / "embeddings" / mid / name.removeprefix("files/")] = blob
-        rows.append({
-            "movie_id": mid, "learner": learner.identity(), "references": p.references,
-            "reference_sheet": f"references/{mid}.png", "style_keyword": plots[mid].movie.style_keyword,
-            "palette": ["#%02x%02x%02x" % tuple(c) for c in look["palette"]],
-            "line_weight": int(look["line_weight"]), "texture_kind": str(look["texture_kind"]),
-            "texture": float(look["texture"]), "lighting": float(look["lighting"]),
-            "grain": float(look["grain"]), "params_json": members["params.json"].decode(),
-        })
+
+def _style_assemble(run: Run, ids: list[str]) -> tuple[dict[Path, bytes], dict, pl.DataFrame, dict]:
+    rows = [_json(path) for mid in ids if (path := run.folder / MOVIES / f"{mid}.json").exists()]
     table = rows_table("styles", rows)
     validate("styles", table, where="style_banks/styles.parquet")
-    files[folder / "styles.parquet"] = table_bytes(table)
-    remove_stale(folder / "references", {f"{mid}.png" for mid in done}, "*.png")
-    remove_stale(folder / "embeddings", {str(p.relative_to(folder / "embeddings")) for p in files
-                                        if p.is_relative_to(folder / "embeddings")}, "*/*")
-    return _finish("style_banks", root, files, cache, t0, counts={"movies": len(done)},
-                   preview=table.select("movie_id", "style_keyword", "palette", "texture_kind", "grain"))
+    return ({run.folder / "styles.parquet": table_bytes(table)}, {"movies": len(rows)},
+            table.select("movie_id", "style_keyword", "palette", "texture_kind", "grain"), {})
 
 
-def read_styles(root: Path) -> dict[str, Any]:
-    """Each movie's learned style, as the object its learner made (offline params or a token)."""
-    folder = stage_dir(root, "style_banks")
-    table = read_table(folder / "styles.parquet", "styles")
-    styles = {}
-    for r in table.iter_rows(named=True):
-        d = json.loads(r["params_json"])
-        if d.get("kind") == "textual_inversion":
-            from ..models.diffusion import TextualInversionStyle
+def learn_style_banks(root: Path, params: Params, movies: list[str] | None = None, retry: bool = False) -> StepResult:
+    """Per movie: reference images from its style description, and the style fitted to them."""
+    return run_stage(root, params, "style_banks", movies, retry)
 
-            extra = folder / "embeddings" / r["movie_id"]
-            files = {p.name: p.read_bytes() for p in sorted(extra.glob("*"))} if extra.is_dir() else {}
-            styles[r["movie_id"]] = TextualInversionStyle.from_dict(d, files)
-        else:
-            styles[r["movie_id"]] = StyleParams.from_dict(d)
-    return styles
+
+def read_style(root: Path, movie_id: str) -> tuple[dict, dict[str, bytes]]:
+    """One movie's learned style: its parameters and the learner's extra files (a token's embedding)."""
+    row = json.loads(_movie_json(root, "style_banks", movie_id))
+    extra = stage_dir(root, "style_banks") / "embeddings" / movie_id
+    files = {p.name: p.read_bytes() for p in sorted(extra.glob("*"))} if extra.is_dir() else {}
+    return json.loads(row["params_json"]), files
+
+
+def style_object(params: dict, files: dict[str, bytes]) -> Any:
+    """A style as the object its learner made (offline look parameters or a learned token)."""
+    if params.get("kind") == "textual_inversion":
+        from ..models.diffusion import TextualInversionStyle
+
+        return TextualInversionStyle.from_dict(params, files)
+    from ..render.look import StyleParams
+
+    return StyleParams.from_dict(params)
 
 
 # ---------------------------------------------------------------- keyframes
-def render_keyframes(root: Path, params: Params) -> StepResult:
-    """Every frame drawn in its movie's learned style; one tar shard of PNGs per movie."""
-    t0 = time.perf_counter()
+def _frames_inputs(run: Run, mid: str, attempt: int) -> tuple[Any, tuple]:
+    p = run.params.keyframes
+    plot = read_plot(run.root, mid)
+    style, style_files = read_style(run.root, mid)
+    drawn = [as_row(f) for f in plot.frames] + [as_row(c) for c in plot.movie.characters]
+    parts = [mid, drawn, style, {k: bytes_digest(v) for k, v in style_files.items()}, plot.movie.style_keyword,
+             p.width, p.height, p.seed]
+    return parts, (mid, style, style_files, item_seed(attempt_seed(p.seed, attempt), mid))
+
+
+def _frames_compute(renderer: Any, params: Params, root: Path, mid: str, style: dict, style_files: dict,
+                    seed: int) -> bytes:
     p = params.keyframes
-    plots = read_plots(root)
-    styles = read_styles(root)
-    renderer = backends.RENDERERS[p.renderer](p, root)
-    cache = ItemCache(root, "keyframes")
-    code = code_version("keyframes")
+    images = renderer.render(read_plot(root, mid), style_object(style, style_files), p.width, p.height, seed)
+    return pack_shard([(f"{mid}/{i:05d}.png", png_bytes(img)) for i, img in enumerate(images)])
 
-    def compute(plot: MoviePlot, style: Any) -> Callable[[], bytes]:
-        def run() -> bytes:
-            mid = plot.movie.movie_id
-            images = renderer.render(plot, style, p.width, p.height, item_seed(p.seed, mid))
-            return pack_shard([(f"{mid}/{i:05d}.png", png_bytes(img)) for i, img in enumerate(images)])
-        return run
 
-    items = []
-    for mid, plot in plots.items():
-        if mid not in styles:
-            raise StepError(f"keyframes: movie {mid!r} has no style in style_banks/styles.parquet")
-        drawn = [as_row(f) for f in plot.frames] + [as_row(c) for c in plot.movie.characters]
-        key = digest("keyframes", ITEM_FORMAT["keyframes"], renderer.identity(), code, mid, drawn, styles[mid].to_dict(),
-                     plot.movie.style_keyword, p.width, p.height, p.seed)
-        items.append((mid, key, compute(plot, styles[mid])))
-    done = _run_items(cache, items)
+def _frames_files(run: Run, mid: str, shard: bytes) -> tuple[dict[Path, bytes], str, dict[str, int]]:
+    p = run.params.keyframes
+    members = shard_members(shard)
+    frames = len(read_plot(run.root, mid).frames)
+    if len(members) != frames:
+        raise StepError(f"keyframes: movie {mid!r}: {len(members)} images for {frames} frames")
+    rows = [{"movie_id": mid, "frame_index": i, "shard": f"shards/{mid}.tar", "member": name,
+             "width": p.width, "height": p.height, "sha": bytes_digest(members[name])}
+            for i, name in enumerate(sorted(members))]
+    validate("keyframes", rows_table("keyframes", rows), where=f"keyframes: movie {mid!r}")
+    return ({run.folder / "shards" / f"{mid}.tar": shard,
+             run.folder / MOVIES / f"{mid}.json": json.dumps(rows, sort_keys=True).encode()},
+            "done", {"keyframes": len(rows)})
 
-    folder = stage_dir(root, "keyframes")
-    files: dict[Path, bytes] = {}
-    rows = []
-    for mid, shard in done.items():
-        members = shard_members(shard)
-        if len(members) != len(plots[mid].frames):
-            raise StepError(f"keyframes: movie {mid!r}: {len(members)} images for {len(plots[mid].frames)} frames")
-        files[folder / "shards" / f"{mid}.tar"] = shard
-        for i, name in enumerate(sorted(members)):
-            rows.append({"movie_id": mid, "frame_index": i, "shard": f"shards/{mid}.tar", "member": name,
-                         "width": p.width, "height": p.height, "sha": bytes_digest(members[name])})
+
+def _frames_assemble(run: Run, ids: list[str]) -> tuple[dict[Path, bytes], dict, pl.DataFrame, dict]:
+    rows = [row for mid in ids if (path := run.folder / MOVIES / f"{mid}.json").exists() for row in _json(path)]
     table = rows_table("keyframes", rows)
     validate("keyframes", table, where="keyframes/keyframes.parquet")
-    files[folder / "keyframes.parquet"] = table_bytes(table)
-    remove_stale(folder / "shards", {f"{mid}.tar" for mid in done}, "*.tar")
-    return _finish("keyframes", root, files, cache, t0, counts={"movies": len(done), "keyframes": len(rows)},
-                   preview=table.head(8))
+    movies = table["movie_id"].n_unique() if rows else 0
+    return {run.folder / "keyframes.parquet": table_bytes(table)}, {"movies": movies, "keyframes": len(rows)}, \
+        table.head(8), {}
+
+
+def render_keyframes(root: Path, params: Params, movies: list[str] | None = None, retry: bool = False) -> StepResult:
+    """Every frame drawn in its movie's learned style; one tar shard of PNGs per movie."""
+    return run_stage(root, params, "keyframes", movies, retry)
 
 
 def read_keyframes(root: Path, movie_id: str) -> list[np.ndarray]:
@@ -286,61 +508,72 @@ def read_keyframes(root: Path, movie_id: str) -> list[np.ndarray]:
 
 
 # ---------------------------------------------------------------- qa_pairs
-def write_qa_pairs(root: Path, params: Params) -> StepResult:
-    """Level and grounded QA pairs through the quality gates; what fails one is kept in dropped.parquet."""
-    from ..models.embed import TextEmbedder
-
-    t0 = time.perf_counter()
+def _qa_gate_params(params: Params) -> dict:
     p = params.qa_pairs
-    plots = read_plots(root)
-    index = read_table(stage_dir(root, "keyframes") / "keyframes.parquet", "keyframes")
-    drawn = dict(index.group_by("movie_id").len().iter_rows())
-    writer = backends.QA_WRITERS[p.writer](p, root)
-    embedder = TextEmbedder(p.embedder, Path(root) / backends.EMBED_CACHE)
-    cache = ItemCache(root, "qa_pairs")
-    code = code_version("qa_pairs")
-    gate_params = {"min_answer_words": p.min_answer_words, "max_answer_words": p.max_answer_words,
-             "near_duplicate_threshold": p.near_duplicate_threshold, "max_qtype_share": p.max_qtype_share}
+    return {"min_answer_words": p.min_answer_words, "max_answer_words": p.max_answer_words,
+            "near_duplicate_threshold": p.near_duplicate_threshold, "max_qtype_share": p.max_qtype_share}
 
-    def compute(plot: MoviePlot, frames: int) -> Callable[[], bytes]:
-        def run() -> bytes:
-            batch = writer.write(plot, p.grounded_per_frame, p.max_qtype_share, p.seed)
-            kept, dropped = gates.apply_gates(plot, list(batch.qas), frames, embedder, **gate_params)
-            return json.dumps({"qa": [as_row(q) for q in kept], "dropped": dropped,
-                               "quarantine": [as_row(q) for q in batch.quarantine]}).encode()
-        return run
 
-    items = []
-    for mid, plot in plots.items():
-        key = digest("qa_pairs", ITEM_FORMAT["qa_pairs"], writer.identity(), code, plot_to_json(plot).decode(),
-                     p.grounded_per_frame, p.seed, gate_params, p.embedder.model, drawn.get(mid, 0))
-        items.append((mid, key, compute(plot, drawn.get(mid, 0))))
-    done = _run_items(cache, items)
+def _qa_inputs(run: Run, mid: str, attempt: int) -> tuple[Any, tuple]:
+    p = run.params.qa_pairs
+    plot_json = _movie_json(run.root, "movie_plots", mid).decode()
+    frames = len(json.loads(_movie_json(run.root, "keyframes", mid)))
+    seed = attempt_seed(p.seed, attempt)
+    return [plot_json, p.grounded_per_frame, seed, _qa_gate_params(run.params), p.embedder.model, frames], \
+        (mid, frames, seed)
 
-    items_out = [json.loads(data) for data in done.values()]
-    rows = [row for item in items_out for row in item["qa"]]
-    dropped = [row for item in items_out for row in item["dropped"]]
-    quarantined = [row for item in items_out for row in item["quarantine"]] + cache.quarantined
-    table = rows_table("qa", rows)
-    validate("qa", table, where="qa_pairs/qa.parquet")
-    folder = stage_dir(root, "qa_pairs")
-    files = {folder / "qa.parquet": table_bytes(table)}
-    for name, table_rows in (("quarantine", quarantined), ("dropped", dropped)):
-        extra_table = rows_table(name, table_rows)
-        validate(name, extra_table, where=f"qa_pairs/{name}.parquet")
-        files[folder / f"{name}.parquet"] = table_bytes(extra_table)
+
+def _qa_compute(writer: Any, params: Params, root: Path, mid: str, frames: int, seed: int) -> bytes:
+    from ..models.embed import TextEmbedder
+    from ..qa import gates
+
+    p = params.qa_pairs
+    plot = read_plot(root, mid)
+    embedder = load_once(("embedder", p.embedder.model_dump_json(), str(root)),
+                         lambda: TextEmbedder(p.embedder, root / backends.EMBED_CACHE))
+    batch = writer.write(plot, p.grounded_per_frame, p.max_qtype_share, seed)
+    kept, dropped = gates.apply_gates(plot, list(batch.qas), frames, embedder, **_qa_gate_params(params))
+    return json.dumps({"qa": [as_row(q) for q in kept], "dropped": dropped,
+                       "quarantine": [as_row(q) for q in batch.quarantine]}).encode()
+
+
+def _qa_files(run: Run, mid: str, data: bytes) -> tuple[dict[Path, bytes], str, dict[str, int]]:
+    item = json.loads(data)
+    for name in ("qa", "dropped", "quarantine"):
+        validate(name, rows_table(name, item[name]), where=f"qa_pairs: movie {mid!r}: {name}")
+    state = "quarantined" if item["quarantine"] else "done"
+    return {run.folder / MOVIES / f"{mid}.json": data}, state, {"qa_pairs": len(item["qa"]), "dropped": len(item["dropped"])}
+
+
+def _qa_assemble(run: Run, ids: list[str]) -> tuple[dict[Path, bytes], dict, pl.DataFrame, dict]:
+    rows: dict[str, list[dict]] = {"qa": [], "dropped": [], "quarantine": []}
+    movies = 0
+    for mid in ids:
+        path = run.folder / MOVIES / f"{mid}.json"
+        if path.exists():
+            movies += 1
+            item = _json(path)
+            for name in rows:
+                rows[name].extend(item[name])
+    files = {}
+    for name, table_rows in rows.items():
+        table = rows_table(name, table_rows)
+        validate(name, table, where=f"qa_pairs/{name}.parquet")
+        files[run.folder / f"{name}.parquet"] = table_bytes(table)
+    table = rows_table("qa", rows["qa"])
     shares = table["qtype"].value_counts(normalize=True).sort("qtype")
     by_gate: dict[str, int] = {}
-    for row in dropped:
+    for row in rows["dropped"]:
         by_gate[row["gate"]] = by_gate.get(row["gate"], 0) + 1
-    extra: dict[str, Any] = {"qtype_share": dict(zip(shares["qtype"], shares["proportion"])), "dropped_by_gate": by_gate}
-    if hasattr(writer, "usage"):
-        extra["llm_usage"] = writer.usage()
-    return _finish("qa_pairs", root, files, cache, t0,
-                   counts={"movies": len(done), "qa_pairs": len(rows),
-                           "grounded": int(table["qtype"].is_in(GROUNDED_QTYPES).sum()),
-                           "dropped": len(dropped), "quarantined": len(quarantined)},
-                   preview=table.select("qa_id", "qtype", "question", "answer").head(10), extra=extra)
+    extra = {"qtype_share": dict(zip(shares["qtype"], shares["proportion"])), "dropped_by_gate": by_gate}
+    counts = {"movies": movies, "qa_pairs": len(rows["qa"]), "grounded": int(table["qtype"].is_in(GROUNDED_QTYPES).sum()),
+              "dropped": len(rows["dropped"]), "quarantined_qa": len(rows["quarantine"])}
+    return files, counts, table.select("qa_id", "qtype", "question", "answer").head(10), extra
+
+
+def write_qa_pairs(root: Path, params: Params, movies: list[str] | None = None, retry: bool = False) -> StepResult:
+    """Level and grounded QA pairs through the quality gates; what fails one is kept in dropped.parquet."""
+    return run_stage(root, params, "qa_pairs", movies, retry)
 
 
 def read_qa(root: Path) -> list[QA]:
@@ -351,11 +584,39 @@ def read_qa(root: Path) -> list[QA]:
     ]
 
 
+INPUTS: dict[str, Callable[..., tuple[Any, tuple]]] = {
+    "movie_plots": _plots_inputs, "style_banks": _style_inputs, "keyframes": _frames_inputs, "qa_pairs": _qa_inputs}
+COMPUTE: dict[str, Callable[..., bytes]] = {
+    "movie_plots": _plots_compute, "style_banks": _style_compute, "keyframes": _frames_compute, "qa_pairs": _qa_compute}
+FILES: dict[str, Callable[..., tuple[dict[Path, bytes], str, dict[str, int]]]] = {
+    "movie_plots": _plots_files, "style_banks": _style_files, "keyframes": _frames_files, "qa_pairs": _qa_files}
+ASSEMBLE: dict[str, Callable[..., tuple[dict[Path, bytes], dict, pl.DataFrame, dict]]] = {
+    "movie_plots": _plots_assemble, "style_banks": _style_assemble, "keyframes": _frames_assemble,
+    "qa_pairs": _qa_assemble}
+PER_MOVIE: tuple[str, ...] = tuple(INPUTS)  # the stages partitioned by movie
+
+
 # ---------------------------------------------------------------- eval_scores
+def _run_items(cache: ItemCache, items: list[tuple[str, str, Callable[[], bytes]]]) -> dict[str, bytes]:
+    """Take every (name, key, compute) item from the cache or compute it; name every failure."""
+    out: dict[str, bytes] = {}
+    failures: list[str] = []
+    for name, key, compute in items:
+        try:
+            out[name] = cache.get_or_compute(key, compute, item=name)
+        except Exception as exc:  # noqa: BLE001 - reported with the item's name below
+            failures.append(f"{name}: {type(exc).__name__}: {exc}")
+    if failures:
+        raise StepError(f"{cache.dir.name}: {len(failures)} of {len(items)} movie(s) failed "
+                        f"({len(out)} done and cached):\n  " + "\n  ".join(failures))
+    return out
+
+
 def evaluate_dataset(root: Path, params: Params) -> StepResult:
     """Accuracy per answerer, evidence retrieval, style consistency, diversity -> metrics.json + charts."""
     from ..evaluate import charts, metrics
     from ..models.embed import TextEmbedder
+    from ..qa import gates
 
     t0 = time.perf_counter()
     p = params.eval_scores
@@ -403,11 +664,16 @@ def evaluate_dataset(root: Path, params: Params) -> StepResult:
              folder / "plots" / "style.png": charts.style_png(sims["within"], sims["across"])}
     for name, data in charts.plot_tables(summary).items():
         files[folder / "plots" / name] = data
-    return _finish("eval_scores", root, files, cache, t0, counts=summary["counts"],
-                   extra={"metrics": summary, "embeddings": embedder.stats()})
+    written = [str(p.relative_to(root)) for p, data in files.items() if write_if_changed(p, data)]
+    version = digest(sorted((str(p.relative_to(root)), bytes_digest(d)) for p, d in files.items()))
+    return StepResult(stage="eval_scores", files=sorted(files), written=written, data_version=version,
+                      hits=cache.hits, misses=cache.misses, redone=cache.missed, counts=summary["counts"],
+                      seconds=time.perf_counter() - t0, extra={"metrics": summary, "embeddings": embedder.stats()})
 
 
-STEPS: dict[str, Callable[[Path, Params], StepResult]] = {
+
+
+STEPS: dict[str, Callable[..., StepResult]] = {
     "movie_plots": write_movie_plots,
     "style_banks": learn_style_banks,
     "keyframes": render_keyframes,

@@ -1,0 +1,153 @@
+"""Where per-movie work runs: this process, worker processes, or Ray tasks.
+
+A stage hands ``run_all`` one picklable call per movie and gets each result back as
+soon as that movie finishes (so it can be written and forgotten: memory stays
+bounded). What the work waits on decides where it runs:
+
+- ``cpu`` (the offline backends): ``workers`` processes (``auto``: this machine's
+  cores), or Ray tasks of one CPU each;
+- ``gpu`` (diffusion, textual inversion, local transformers): one worker per GPU
+  (one on a machine without any), or Ray tasks that ask for ``num_gpus=1``;
+- ``io`` (a model server): threads of this process, as many as the requests the
+  server may have in flight; every movie shares one client, so ``llm.concurrency``
+  is a limit on the whole run. Ray adds nothing to waiting on a server, so these
+  stay in the driver under ``kind: ray`` too.
+
+Models are loaded once per worker process (``models.device.load_once``) and reused
+by every movie that process runs. A movie's result depends only on its inputs and
+seeds, never on which worker ran it, so outputs are byte-identical whatever the
+executor and the worker count.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import (
+    FIRST_COMPLETED,
+    Future,
+    ProcessPoolExecutor,
+    ThreadPoolExecutor,
+    wait,
+)
+from typing import Any, Literal
+
+from ..core.params import ExecutorParams
+
+Work = Literal["cpu", "gpu", "io"]
+Call = tuple[Callable[..., Any], tuple]  # a picklable top-level function and its arguments
+
+
+def machine_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def gpu_count() -> int:
+    try:
+        import torch
+    except ImportError:
+        return 0
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def worker_count(params: ExecutorParams, work: Work, io_limit: int = 1) -> int:
+    """How many movies run at once on this machine for ``work``."""
+    if work == "io":
+        return io_limit
+    if work == "gpu":
+        return max(1, gpu_count())
+    return machine_cores() if params.workers == "auto" else params.workers
+
+
+def run_all(calls: Sequence[Call], params: ExecutorParams, work: Work, io_limit: int = 1) -> Iterator[tuple[int, Any]]:
+    """``(index, result)`` of each call as it finishes; a call that raised yields its exception."""
+    if not calls:
+        return
+    if params.kind == "ray" and work != "io":
+        yield from _ray(calls, params, work)
+        return
+    workers = min(len(calls), worker_count(params, work, io_limit))
+    if workers <= 1:
+        for i, (fn, args) in enumerate(calls):
+            yield i, _call(fn, args)
+        return
+    pool = _pool(work, workers)
+    futures: dict[Future, int] = {pool.submit(_call, fn, args): i for i, (fn, args) in enumerate(calls)}
+    pending = set(futures)
+    try:
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in sorted(done, key=futures.__getitem__):
+                yield futures[future], future.result()
+    finally:
+        for future in pending:
+            future.cancel()
+
+
+# Worker pools live as long as this process, so the models a worker loaded serve the next
+# stage and the next run too; a pool of another size replaces the old one.
+_POOLS: dict[str, tuple[int, Any]] = {}
+
+
+def _pool(work: Work, workers: int) -> Any:
+    size, pool = _POOLS.get(work, (0, None))
+    if pool is not None and size == workers:
+        return pool
+    if pool is not None:
+        pool.shutdown(wait=False, cancel_futures=True)
+    if work == "io":
+        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dreamframe-io")
+    else:
+        import multiprocessing
+
+        # spawn: a forked copy of a process holding torch threads or a GPU context is unsafe
+        context = multiprocessing.get_context("spawn")
+        gpu = work == "gpu"
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_pin_gpu if gpu else None,
+                                   initargs=(context.Value("i", 0),) if gpu else ())
+    _POOLS[work] = (workers, pool)
+    return pool
+
+
+def shutdown() -> None:
+    """Stop the worker pools (they also stop when this process exits)."""
+    for _, pool in _POOLS.values():
+        pool.shutdown(wait=True, cancel_futures=True)
+    _POOLS.clear()
+
+
+def _call(fn: Callable[..., Any], args: tuple) -> Any:
+    try:
+        return fn(*args)
+    except Exception as exc:  # noqa: BLE001 - handed back to the stage, which names the movie
+        return exc
+
+
+def _pin_gpu(counter) -> None:
+    """Each worker process sees one GPU: the n-th worker to start gets GPU n."""
+    with counter.get_lock():
+        index = counter.value
+        counter.value += 1
+    os.environ["CUDA_VISIBLE_DEVICES"] = str(index)
+
+
+def _ray(calls: Sequence[Call], params: ExecutorParams, work: Work) -> Iterator[tuple[int, Any]]:
+    """Each call as a Ray task; a GPU task asks for one GPU, so Ray places one per GPU."""
+    import ray
+
+    if not ray.is_initialized():
+        if params.address:
+            ray.init(address=params.address, log_to_driver=False)
+        else:  # a local cluster for this run
+            workers = machine_cores() if params.workers == "auto" else params.workers
+            ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+    task = ray.remote(num_cpus=1, num_gpus=1 if work == "gpu" else 0, max_retries=0)(_call)
+    refs = {task.remote(fn, args): i for i, (fn, args) in enumerate(calls)}
+    pending = list(refs)
+    while pending:
+        done, pending = ray.wait(pending, num_returns=1)
+        for ref in done:
+            yield refs[ref], ray.get(ref)
