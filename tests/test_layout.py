@@ -8,11 +8,8 @@ functions and under ``TYPE_CHECKING``.
 
 from __future__ import annotations
 
-import ast
-from pathlib import Path
+from dreamframe_assets.pipeline.code import NAME, PACKAGE, imports, module_name
 
-PACKAGE = Path(__file__).resolve().parents[1] / "dreamframe_assets"
-NAME = PACKAGE.name
 RANK = {
     "core": 0,  # params, plot types, vocabulary, schemas, cache, store, ids
     "models": 1,  # clients and loaders: LLM, diffusion, CLIP, VLM, embeddings, device
@@ -25,30 +22,6 @@ RANK = {
     "dataset": 6, "resources": 6,  # the built dataset: diff, export; Dagster resources
     "assets": 7, "definitions": 8, "runs": 9, "cli": 10, "__main__": 11,
 }
-
-
-def module_name(path: Path) -> str:
-    parts = [NAME, *path.relative_to(PACKAGE).with_suffix("").parts]
-    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
-
-
-def imports(path: Path) -> set[str]:
-    """Modules of the package that ``path`` imports, anywhere in the file."""
-    me = module_name(path).split(".")
-    package = me if path.name == "__init__.py" else me[:-1]
-    found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            found |= {a.name for a in node.names if a.name.split(".")[0] == NAME}
-        elif isinstance(node, ast.ImportFrom):
-            base = package[: len(package) - node.level + 1] if node.level else []
-            target = ".".join(base + ([node.module] if node.module else []))
-            if target.split(".")[0] != NAME:
-                continue
-            for alias in node.names:  # "from . import gates" imports a module
-                sub = f"{target}.{alias.name}"
-                found.add(sub if (PACKAGE.parent / (sub.replace(".", "/") + ".py")).exists() else target)
-    return found - {".".join(me)}
 
 
 GRAPH = {module_name(p): imports(p) for p in sorted(PACKAGE.rglob("*.py"))}

@@ -103,7 +103,8 @@ def _sampling(params: LLMParams, seed: int | None) -> dict:
 
 
 class OpenAIChatClient:
-    """``POST {base_url}/chat/completions``, up to ``concurrency`` requests in flight."""
+    """``POST {base_url}/chat/completions``, up to ``concurrency`` requests in flight in all,
+    however many movies share the client (each from its own thread)."""
 
     kind = "openai"
 
@@ -116,6 +117,7 @@ class OpenAIChatClient:
         key = os.environ.get(params.api_key_env, "") if params.api_key_env else ""
         if key:
             headers["Authorization"] = f"Bearer {key}"
+        self._in_flight = threading.BoundedSemaphore(params.concurrency)
         self._http = httpx.Client(
             headers=headers,
             timeout=httpx.Timeout(params.timeout),
@@ -168,7 +170,8 @@ class OpenAIChatClient:
         for attempt in range(attempts):
             wait: float | None = None
             try:
-                response = self._http.post(self.url, json=body)
+                with self._in_flight:
+                    response = self._http.post(self.url, json=body)
             except httpx.TransportError as exc:  # connection errors and timeouts
                 failure = f"{type(exc).__name__}: {exc}"
             else:

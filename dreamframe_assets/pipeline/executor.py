@@ -81,7 +81,10 @@ def run_all(calls: Sequence[Call], params: ExecutorParams, work: Work, io_limit:
         while pending:
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
             for future in sorted(done, key=futures.__getitem__):
-                yield futures[future], future.result()
+                error = future.exception()
+                if isinstance(error, BrokenExecutor):  # a worker died (out of memory, a crash): start afresh next time
+                    _POOLS.pop(work, None)
+                yield futures[future], error if error is not None else future.result()
     finally:
         for future in pending:
             future.cancel()
