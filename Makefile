@@ -41,6 +41,7 @@ bench: run
 	$(BIN)/python bench/bench_llm.py
 	$(BIN)/python bench/bench_diffusion.py
 	$(BIN)/python bench/bench_eval.py
+	$(BIN)/python bench/bench_movies.py
 
 clean:
 	rm -rf data .dreamframe

@@ -40,6 +40,7 @@ def tiny_params(themes=TINY_THEMES) -> dict:
     params["movie_plots"].update(themes=list(themes), substories=2, tinystories=2, frames=3)
     params["style_banks"].update(references=2, size=64)
     params["keyframes"].update(width=96, height=64)
+    params["executor"].update(workers=1)  # in this process, so a test's monkeypatches reach the backends
     return params
 
 

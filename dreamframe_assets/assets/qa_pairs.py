@@ -22,7 +22,7 @@ def qa_pairs(context: dg.AssetExecutionContext, workspace: Workspace):
         from ..qa.gates import verify
 
         p = params.qa_pairs
-        movies = [m for m, s in result.movies.items() if s.state != "failed"]
+        movies = [m for m, s in result.movies.items() if s.state in ("done", "quarantined")]
         embedder = TextEmbedder(p.embedder, root / EMBED_CACHE)
         qas = [qa for qa in read_qa(root) if qa.movie_id in set(movies)]
         found = verify({m: read_plot(root, m) for m in movies}, qas, embedder, p.near_duplicate_threshold)

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+import xxhash
 import yaml
 from PIL import Image, ImageDraw, ImageFont
 
@@ -415,24 +416,40 @@ def srt(plot: MoviePlot, fps: float) -> str:
 def encode_mp4(path: Path, images: list[np.ndarray], fps: float) -> bool:
     """H.264 / yuv420p, one video frame per image at ``fps``; True if the file changed.
 
-    Encoded to a temporary file beside ``path`` (``+faststart`` moves the index to
-    the front, which needs a seekable file) with ``+bitexact``, so the same images
-    give the same bytes; then replaces ``path`` only if they differ.
+    The file carries a hash of its images, frame rate and encoder settings (the ``comment``
+    tag): a file that already holds the same video is left alone, never re-encoded, so an
+    unchanged export rewrites nothing even where the encoder would not give the same bytes
+    twice. Otherwise it is encoded to a temporary file beside ``path`` (``+faststart`` moves
+    the index to the front, which needs a seekable file) with ``+bitexact``, then moved in.
     """
     import av
 
+    settings = {"crf": "18", "preset": "medium", "threads": "1"}
+    h = xxhash.xxh3_128()
+    h.update(repr((float(fps), sorted(settings.items()), av.__version__, [img.shape for img in images])).encode())
+    for image in images:
+        h.update(np.ascontiguousarray(image).tobytes())
+    key = f"dreamframe:{h.hexdigest()}"
+    if path.exists():
+        try:
+            with av.open(str(path)) as existing:
+                if existing.metadata.get("comment") == key:
+                    return False
+        except (av.error.FFmpegError, OSError):
+            pass  # not a readable video: replaced below
     path.parent.mkdir(parents=True, exist_ok=True)
     rate = Fraction(fps).limit_denominator(1001)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".mp4")
     os.close(fd)
     try:
         with av.open(tmp, mode="w", format="mp4", options={"fflags": "+bitexact", "movflags": "+faststart"}) as box:
+            box.metadata["comment"] = key
             stream = box.add_stream("libx264", rate=rate)
             stream.height, stream.width = images[0].shape[:2]
             stream.pix_fmt = "yuv420p"
             # one encoder thread: x264's threaded rate control depends on timing, so a loaded
             # machine would otherwise give different bytes for the same frames
-            stream.options = {"crf": "18", "preset": "medium", "threads": "1"}
+            stream.options = settings
             stream.thread_count = 1
             for i, image in enumerate(images):
                 frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")

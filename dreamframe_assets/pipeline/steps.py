@@ -67,7 +67,11 @@ class StepError(RuntimeError):
 
 
 class MissingInput(RuntimeError):
-    """A movie's upstream output is not there (its upstream failed or was never built)."""
+    """A movie's upstream output is not there (its upstream failed, was quarantined or never built)."""
+
+    def __init__(self, message: str, upstream: str):
+        super().__init__(message)
+        self.upstream = upstream
 
 
 @dataclass
@@ -75,7 +79,9 @@ class MovieState:
     """How one movie came out of a stage this run."""
 
     movie_id: str
-    state: str  # done | quarantined (a model could not write part of it) | failed
+    # done | quarantined (a model could not write part of it) | failed | skipped (its upstream
+    # was quarantined: the movie has no output here, and that is not an error)
+    state: str
     attempt: int = 0
     cached: bool = False
     version: str = ""  # content hash of the movie's item
@@ -174,7 +180,8 @@ def backend(stage: str, params: Params, root: Path) -> Any:
     group = getattr(params, stage)
     choice, registry = backends.STAGE_BACKENDS[stage]
     name = getattr(group, choice)
-    return load_once(("backend", stage, group.model_dump_json(), str(root)), lambda: registry[name](group, Path(root)))
+    make = registry[name]
+    return load_once(("backend", stage, name, id(make), group.model_dump_json(), str(root)), lambda: make(group, Path(root)))
 
 
 def work_kind(stage: str, params: Params) -> tuple[executor.Work, int]:
@@ -225,7 +232,9 @@ def run_stage(root: Path, params: Params, stage: str, movies: list[str] | None =
     if unknown:
         raise StepError(f"{stage}: unknown movie(s) {unknown} (not in movie_plots.themes, themes_file or stories_dir)")
     folder = stage_dir(root, stage)
-    run = Run(root, params, stage, folder, backend(stage, params, root).identity())
+    made = backend(stage, params, root)
+    usage_before = made.usage() if hasattr(made, "usage") else None
+    run = Run(root, params, stage, folder, made.identity())
     code = code_version(stage)
     cache = ItemCache(root, stage)
     status = read_status(root, stage)
@@ -252,6 +261,8 @@ def run_stage(root: Path, params: Params, stage: str, movies: list[str] | None =
             write_if_changed(path, json.dumps(value, sort_keys=True).encode())
             written.append(str(path.relative_to(root)))
             states[mid] = MovieState(mid, "quarantined", attempt, error=message)
+        elif outcome == "skipped":
+            states[mid] = MovieState(mid, "skipped", attempt, error=value)
         else:
             states[mid] = MovieState(mid, "failed", attempt, error=value)
         return False
@@ -262,7 +273,11 @@ def run_stage(root: Path, params: Params, stage: str, movies: list[str] | None =
         try:
             parts, args = INPUTS[stage](run, mid, attempt)
         except MissingInput as exc:
-            settle(mid, attempt, "failed", str(exc))
+            upstream = read_status(root, exc.upstream).get(mid, {}).get("state")
+            settle(mid, attempt, "skipped" if upstream in ("quarantined", "skipped") else "failed", str(exc))
+            continue
+        except Exception as exc:  # noqa: BLE001 - e.g. an upstream file that breaks its contract
+            settle(mid, attempt, "failed", f"{type(exc).__name__}: {exc}")
             continue
         key = digest(stage, ITEM_FORMAT[stage], run.identity, code, attempt, parts)
         data = cache.get(key)
@@ -288,8 +303,8 @@ def run_stage(root: Path, params: Params, stage: str, movies: list[str] | None =
     written += [str(p.relative_to(root)) for p, data in tables.items() if write_if_changed(p, data)]
     files = sorted(p for p in folder.rglob("*") if p.is_file())
     version = digest(sorted((str(p.relative_to(root)), bytes_digest(p.read_bytes())) for p in files))
-    if hasattr(run_backend := backend(stage, params, root), "usage"):
-        extra["llm_usage"] = run_backend.usage()
+    if usage_before is not None:  # the backend lives as long as the process: this run's share
+        extra["llm_usage"] = {k: v - usage_before.get(k, 0) for k, v in made.usage().items()}
     counts = {**counts, **{s: sum(m.state == s for m in states.values()) for s in ("quarantined", "failed")}}
     return StepResult(stage=stage, files=files, written=sorted(set(written)), data_version=version, hits=cache.hits,
                       misses=cache.misses, redone=cache.missed, counts=counts, preview=preview,
@@ -311,13 +326,17 @@ def _movie_json(root: Path, stage: str, mid: str) -> bytes:
     path = stage_dir(root, stage) / MOVIES / f"{mid}.json"
     if not path.exists():
         raise MissingInput(f"movie {mid!r} has no {stage} output ({path.relative_to(root)}); "
-                           f"build {stage} for it first, or see why it failed: dreamframe status")
+                           f"build {stage} for it first, or see why: dreamframe status", stage)
     return path.read_bytes()
 
 
 def read_plot(root: Path, movie_id: str) -> MoviePlot:
-    """One movie's plot, as movie_plots wrote it."""
-    return plot_from_json(_movie_json(root, "movie_plots", movie_id))
+    """One movie's plot, as movie_plots wrote it, checked against the plot tables' schemas
+    (the contract at the asset boundary)."""
+    plot = plot_from_json(_movie_json(root, "movie_plots", movie_id))
+    for name, rows in plot_rows(plot).items():
+        validate(name, rows_table(name, rows), where=f"data/movie_plots/{MOVIES}/{movie_id}.json ({name})")
+    return plot
 
 
 # ---------------------------------------------------------------- movie_plots
@@ -342,7 +361,7 @@ def _plots_compute(writer: Any, params: Params, root: Path, kind: str, source: s
 def _plots_files(run: Run, mid: str, data: bytes) -> tuple[dict[Path, bytes], str, dict[str, int]]:
     plot = plot_from_json(data)
     for name, rows in plot_rows(plot).items():
-        validate(name, rows_table(name, rows), where=f"movie_plots: movie {mid!r}: {name}")
+        validate(name, rows_table(name, rows), where=f"movie_plots: movie {mid!r} ({name})")
     state = "quarantined" if plot.quarantine else "done"
     return {run.folder / MOVIES / f"{mid}.json": data}, state, {"frames": len(plot.frames), "plot_qa": len(plot.qa)}
 

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import json
 
-import dagster as dg
 import polars as pl
 import pytest
 import yaml
 
 from dreamframe_assets.core.ids import movie_id_for
-from dreamframe_assets.definitions import defs
 from dreamframe_assets.pipeline import backends
 
 from ..conftest import STAGES, TINY_THEMES, build_record, materialize, metadata
@@ -45,7 +43,14 @@ def test_graph_builds_a_complete_dataset(built_dataset):
     assert index.height == 36 and set(index.columns) >= {"movie_id", "frame_index", "shard"}
     qa = pl.read_parquet(root / "data/qa_pairs/qa.parquet")
     assert {"movie_id", "qa_id", "level", "qtype", "question", "answer", "options", "answer_index", "evidence_frames"} <= set(qa.columns)
-    assert len(record["checks"]) == 7 and all(record["checks"].values())
+    # per-movie assets: contract and quarantine (and qa_pairs' grounding) in their step; eval_scores: two
+    assert len(record["checks"]) == 11 and all(record["checks"].values())
+    # each movie is a partition of each per-movie asset; each has its own files
+    for stage in ["movie_plots", "style_banks", "keyframes", "qa_pairs"]:
+        assert sorted(p.stem for p in (root / "data" / stage / "movies").glob("*.json")) == sorted(
+            movie_id_for(t) for t in TINY_THEMES), stage
+        movies = record["metadata"][stage]["movies"]
+        assert {m["state"] for m in movies.values()} == {"done"}, stage
     dropped = pl.read_parquet(root / "data/qa_pairs/dropped.parquet")
     assert set(dropped["gate"]) <= {"options", "length", "evidence", "oracle", "duplicate", "qtype_cap"}
     md = record["metadata"]["movie_plots"]
@@ -92,23 +97,25 @@ def test_data_version_follows_content(built_dataset, built):
     assert third.asset_materializations_for_node("movie_plots")[0].tags["dagster/data_version"] != v1
 
 
-def test_corrupted_table_fails_its_check_and_stops_downstream(built):
+def test_a_corrupted_movie_file_fails_that_movie_downstream_and_is_restored(built):
     root = built
-    path = root / "data/movie_plots/frames.parquet"
-    frames = pl.read_parquet(path)
-    bad = frames.with_columns(
-        action=pl.when(pl.int_range(pl.len()).is_in([2, 5])).then(pl.lit("fly")).otherwise(pl.col("action"))
-    )
-    bad.write_parquet(path)
-    checked = materialize(root, ["movie_plots"], checks_only=True)
-    [evaluation] = checked.get_asset_check_evaluations()
-    assert not evaluation.passed
-    assert "table 'frames'" in evaluation.description and "column 'action'" in evaluation.description
-    assert "[2, 5]" in evaluation.description
+    bad_id = movie_id_for(TINY_THEMES[1])
+    path = root / "data/movie_plots/movies" / f"{bad_id}.json"
+    plot = json.loads(path.read_text())
+    for i in (2, 5):
+        plot["frames"][i]["action"] = "fly"
+    path.write_text(json.dumps(plot))
     downstream = materialize(root, ["style_banks"])
     assert not downstream.success
-    failure = next(e for e in downstream.all_events if e.is_step_failure)
-    assert "column 'action'" in str(failure.step_failure_data.error)
+    failure = str(next(e for e in downstream.all_events if e.is_step_failure).step_failure_data.error)
+    assert bad_id in failure and "column 'action'" in failure and "1 of 3 movie(s) failed" in failure
+    # the other movies are materialized, each as its own partition; the broken one is not
+    done = {m.partition for m in downstream.asset_materializations_for_node("style_banks")}
+    assert done == {movie_id_for(TINY_THEMES[0]), movie_id_for(TINY_THEMES[2])}
+    # its own asset writes it back from the item cache, and then downstream goes on
+    again = materialize(root, ["movie_plots", "style_banks"])
+    assert again.success and json.loads(path.read_text())["frames"][2]["action"] != "fly"
+    assert metadata(again, "movie_plots")["cache_misses"] == 0
 
 
 def test_a_failing_item_names_its_theme_and_keeps_the_others(project, monkeypatch):
@@ -133,27 +140,33 @@ def test_a_failing_item_names_its_theme_and_keeps_the_others(project, monkeypatc
     assert not result.success
     failure = str(next(e for e in result.all_events if e.is_step_failure).step_failure_data.error)
     assert movie_id_for(TINY_THEMES[1]) in failure and "the model returned nothing" in failure
-    assert "2 done and cached" in failure
+    assert "1 of 3 movie(s) failed (the others are written)" in failure
+    assert {m.partition for m in result.asset_materializations_for_node("movie_plots")} == {
+        movie_id_for(TINY_THEMES[0]), movie_id_for(TINY_THEMES[2])}
+    assert (project / "data/movie_plots/movies" / f"{movie_id_for(TINY_THEMES[0])}.json").exists()
     monkeypatch.setitem(backends.STORY_WRITERS, "offline", real)
     retry = materialize(project, ["movie_plots"])
     assert metadata(retry, "movie_plots")["cache_misses"] == 1  # only the failed movie is redone
 
 
 def test_a_planted_wrong_answer_fails_the_gate_and_blocks_evaluation(built):
+    """The grounding check re-reads what was written: a wrong answer that got past the gates
+    (here: planted in the item cache) fails it, and evaluation does not run."""
     root = built
-    path = root / "data/qa_pairs/qa.parquet"
-    qa = pl.read_parquet(path)
-    wrong = pl.int_range(pl.len()) < 5
-    bad = qa.with_columns(answer_index=pl.when(wrong).then((pl.col("answer_index") + 1) % 4).otherwise(pl.col("answer_index")))
-    bad.with_columns(answer=pl.col("options").list.get(pl.col("answer_index"))).write_parquet(path)
-    selection = dg.AssetSelection.checks_for_assets("qa_pairs") | dg.AssetSelection.assets("eval_scores")
-    result = dg.materialize([*defs.assets, *defs.asset_checks], selection=selection,
-                            instance=dg.DagsterInstance.ephemeral(), resources={"workspace": defs.resources["workspace"]},
-                            raise_on_error=False)
+    first = None
+    for item in sorted((root / ".dreamframe/cache/qa_pairs").rglob("*")):
+        if item.is_file():
+            data = json.loads(item.read_bytes())
+            for qa in data["qa"][:2]:
+                qa["answer_index"] = (qa["answer_index"] + 1) % 4
+                qa["answer"] = qa["options"][qa["answer_index"]]
+                first = first or qa["qa_id"]
+            item.write_text(json.dumps(data))
+    result = materialize(root, ["qa_pairs", "eval_scores"])
     assert not result.success
     grounded = next(c for c in result.get_asset_check_evaluations() if c.check_name == "qa_pairs_grounded")
     assert not grounded.passed and "qa_pairs.min_oracle_accuracy" in grounded.description
-    assert qa["qa_id"][0] in grounded.description
+    assert first in grounded.description
     assert result.asset_materializations_for_node("eval_scores") == []
 
 
