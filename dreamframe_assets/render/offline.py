@@ -980,4 +980,8 @@ class OfflineRenderer:
     def render(self, plot: MoviePlot, style: StyleParams, width: int, height: int, seed: int) -> list[np.ndarray]:
         """One image per plot.frames, in order; frame i uses seed + frame_index (as the method does)."""
         chars = {c.char_id: c for c in plot.movie.characters}
+        # backgrounds are in this movie's palette: the ones cached for other movies never serve
+        # again, so a worker's memory stays one movie's, however many movies it draws
+        _styled_background.cache_clear()
+        draw_background.cache_clear()
         return [render_frame(f, chars, style, width, height, seed + f.frame_index) for f in plot.frames]

@@ -1,0 +1,285 @@
+"""Movies as the unit of work: partitions, executors, retries, staleness and memory."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tracemalloc
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+import pytest
+import yaml
+
+from dreamframe_assets.core.ids import movie_id_for
+from dreamframe_assets.core.params import load_params
+from dreamframe_assets.pipeline import executor
+from dreamframe_assets.pipeline.code import STAGES, closure, code_files, module_name
+from dreamframe_assets.pipeline.steps import STEPS, read_status, run_stage
+from dreamframe_assets.runs import partition_ranges
+
+from ..conftest import REPO, TINY_THEMES, copy_built, materialize, metadata, warm_copy, write_project
+
+PER_MOVIE = [s for s in STAGES if s != "eval_scores"]
+
+
+def set_params(root: Path, **changes) -> None:
+    """``set_params(root, movie_plots={"themes": [...]})``: update groups of params.yaml."""
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    for group, values in changes.items():
+        params[group].update(values)
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def data_hashes(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted((root / "data").rglob("*")) if p.is_file()}
+
+
+def build_plain(root: Path) -> None:
+    """Every stage through the plain step functions (no Dagster), as a benchmark would."""
+    params = load_params(root)
+    for stage in STAGES:
+        result = STEPS[stage](root, params)
+        assert not getattr(result, "failed", []), result.failed
+
+
+# ---------------------------------------------------------------- small pieces
+def test_partition_ranges_cover_the_chosen_movies_in_the_fewest_runs():
+    order = ["a", "b", "c", "d", "e"]
+    assert partition_ranges(order, order) == [("a", "e")]
+    assert partition_ranges(order, ["b", "d", "c"]) == [("b", "d")]
+    assert partition_ranges(order, ["a", "c", "e"]) == [("a", "a"), ("c", "c"), ("e", "e")]
+    assert partition_ranges(order, []) == []
+
+
+def test_io_work_shares_one_limit_and_results_come_as_they_finish():
+    import threading
+    import time
+
+    lock, now, most = threading.Lock(), [0], [0]
+
+    def wait(i):
+        with lock:
+            now[0] += 1
+            most[0] = max(most[0], now[0])
+        time.sleep(0.05)
+        with lock:
+            now[0] -= 1
+        return i * i
+
+    params = load_params(REPO).executor
+    got = dict(executor.run_all([(wait, (i,)) for i in range(12)], params, "io", io_limit=4))
+    assert got == {i: i * i for i in range(12)} and most[0] == 4
+
+
+def test_a_call_that_raises_comes_back_as_its_error():
+    params = load_params(REPO).executor.model_copy(update={"workers": 1})
+    [(i, error)] = list(executor.run_all([(int, ("not a number",))], params, "cpu"))
+    assert i == 0 and isinstance(error, ValueError)
+
+
+# ---------------------------------------------------------------- partitions
+@pytest.mark.integration
+def test_movies_materialize_one_partition_at_a_time(warm_project):
+    root = warm_project
+    themes = TINY_THEMES[:2]
+    set_params(root, movie_plots={"themes": themes})
+    first, second = (movie_id_for(t) for t in themes)
+    instance = dg.DagsterInstance.ephemeral()
+
+    one = materialize(root, PER_MOVIE, instance=instance, movies=[first])
+    assert one.success
+    for stage in PER_MOVIE:
+        assert {m.partition for m in one.asset_materializations_for_node(stage)} == {first}, stage
+        assert instance.get_materialized_partitions(dg.AssetKey(stage)) == {first}, stage
+        assert [p.stem for p in (root / "data" / stage / "movies").glob("*.json")] == [first], stage
+        assert read_status(root, stage) == {first: {"state": "done", "attempt": 0, "error": ""}}, stage
+    assert pl.read_parquet(root / "data/qa_pairs/qa.parquet")["movie_id"].unique().to_list() == [first]
+
+    two = materialize(root, PER_MOVIE, instance=instance, movies=[second])
+    assert two.success
+    assert metadata(two, "movie_plots")["redone"] == [second]  # the first movie was not touched
+    for stage in PER_MOVIE:
+        assert instance.get_materialized_partitions(dg.AssetKey(stage)) == {first, second}, stage
+    assert set(pl.read_parquet(root / "data/qa_pairs/qa.parquet")["movie_id"]) == {first, second}
+
+    # a removed theme takes its partition and its data with it
+    set_params(root, movie_plots={"themes": themes[:1]})
+    after = materialize(root, instance=instance)
+    assert after.success
+    assert instance.get_dynamic_partitions("movies") == [first]
+    for stage in PER_MOVIE:
+        assert not [p for p in (root / "data" / stage).rglob(f"{second}*")], stage
+    assert json.loads((root / "data/eval_scores/metrics.json").read_text())["counts"]["movies"] == 1
+
+
+# ---------------------------------------------------------------- executors
+@pytest.mark.integration
+@pytest.mark.parametrize("kind", ["local", "ray"])
+def test_two_workers_or_ray_give_the_bytes_of_one_worker(built_dataset, tmp_path, kind):
+    """The session build ran with one worker; the same project built afresh by two local
+    worker processes, or as tasks on a local Ray cluster of 2 CPUs, is the same bytes."""
+    root = warm_copy(built_dataset, tmp_path / kind)
+    set_params(root, executor={"kind": kind, "workers": 2, "address": ""})
+    try:
+        build_plain(root)
+    finally:
+        executor.shutdown()
+        if kind == "ray":
+            import ray
+
+            ray.shutdown()
+    ours, reference = data_hashes(root), data_hashes(built_dataset)
+    assert ours.keys() == reference.keys()
+    assert [k for k in ours if ours[k] != reference[k]] == []
+
+
+@pytest.mark.integration
+def test_llm_movies_run_together_under_one_request_limit(project):
+    """Movies are written in parallel: more requests in flight than one movie ever has, and
+    never more than ``llm.concurrency`` across the run."""
+    from ..models.test_llm import ChatServer
+    from ..story.test_llm import canned
+
+    themes = TINY_THEMES + ["A kite maker races the autumn wind", "A night ferry crosses a frozen lake"]
+    with ChatServer(canned, delay=0.05) as server:
+        llm = {"client": "openai", "base_url": server.base_url, "model": "tiny", "concurrency": 3}
+        set_params(project, movie_plots={"themes": themes, "writer": "llm", "llm": llm})
+        result = run_stage(project, load_params(project), "movie_plots")
+    assert {m.state for m in result.movies.values()} == {"done"}
+    assert server.max_in_flight == 3  # level 1 of one movie is a single request: movies overlapped
+
+
+# ---------------------------------------------------------------- retry
+@pytest.mark.integration
+def test_retry_asks_the_model_again_and_keeps_the_first_answers(project, monkeypatch):
+    from typer.testing import CliRunner
+
+    from dreamframe_assets.cli import app
+
+    from ..models.test_llm import ChatServer
+    from ..story.test_llm import canned
+
+    def handler(body, n):  # the first attempt at this theme's level 1 never parses
+        if "broken" in json.dumps(body["messages"]) and body["seed"] == 0:
+            return "Sorry, I cannot help with that."
+        return canned(body, n)
+
+    broken = "A broken clock tower stops time in a small town"
+    monkeypatch.setenv("DAGSTER_HOME", str(project / ".dagster"))
+    with ChatServer(handler) as server:
+        llm = {"client": "openai", "base_url": server.base_url, "model": "tiny", "concurrency": 4}
+        set_params(project, movie_plots={"themes": [TINY_THEMES[0], broken], "writer": "llm", "llm": llm})
+        runner = CliRunner()
+        built = runner.invoke(app, ["materialize", "--root", str(project)])
+        assert built.exit_code == 0, built.output
+        mid = movie_id_for(broken)
+        assert read_status(project, "movie_plots")[mid]["state"] == "quarantined"
+        assert read_status(project, "qa_pairs")[mid]["state"] == "skipped"
+        answers = sorted((project / ".dreamframe/llm").rglob("*.json"))
+
+        # a plain rerun replays the cached bad answer; a retry asks again
+        again = runner.invoke(app, ["materialize", "movie_plots", "--root", str(project)])
+        assert again.exit_code == 0 and read_status(project, "movie_plots")[mid]["state"] == "quarantined"
+        retried = runner.invoke(app, ["retry", "--quarantined", "--root", str(project)])
+        assert retried.exit_code == 0, retried.output
+    assert read_status(project, "movie_plots")[mid] == {"state": "done", "attempt": 1, "error": ""}
+    for stage in PER_MOVIE[1:]:
+        assert read_status(project, stage)[mid]["state"] == "done", stage
+    assert mid in set(pl.read_parquet(project / "data/qa_pairs/qa.parquet")["movie_id"])
+    assert not (project / "data/movie_plots/quarantine" / f"{mid}.json").exists()
+    assert set(answers) <= set((project / ".dreamframe/llm").rglob("*.json"))  # the first answers are kept
+
+
+# ---------------------------------------------------------------- no stale item
+@pytest.mark.integration
+def test_every_module_a_stage_runs_is_in_its_code(warm_project, monkeypatch):
+    """Record every import statement that runs while each stage builds its items; all of them
+    must be in the code its item keys hash (``code_files``)."""
+    import builtins
+
+    real = builtins.__import__
+    seen: set[str] = set()
+
+    def recording(name, globals=None, locals=None, fromlist=(), level=0):
+        package = (globals or {}).get("__package__") or ""
+        base = package.rsplit(".", level - 1)[0] if level > 1 else package
+        full = f"{base}.{name}".strip(".") if level else name
+        if full.startswith("dreamframe_assets"):
+            seen.add(full)
+            seen.update(f"{full}.{f}" for f in fromlist or () if f != "*")
+        return real(name, globals, locals, fromlist, level)
+
+    root = warm_project
+    params = load_params(root)
+    for stage in STAGES:
+        seen.clear()
+        monkeypatch.setattr(builtins, "__import__", recording)
+        try:
+            STEPS[stage](root, params)
+        finally:
+            monkeypatch.setattr(builtins, "__import__", real)
+        covered = {module_name(p) for p in code_files(stage) if p.suffix == ".py"}
+        modules = {m for m in seen if (REPO / (m.replace(".", "/") + ".py")).exists()
+                   or (REPO / m.replace(".", "/") / "__init__.py").exists()}
+        assert modules - closure(covered) == set(), stage
+
+
+@pytest.mark.integration
+def test_an_edited_question_template_redoes_the_qa_and_nothing_else(built_dataset, tmp_path):
+    """Edit a helper module (a question template) in a copy of the package and rebuild with it:
+    the QA items are redone with the new text, every other stage's items are cache hits."""
+    root = copy_built(built_dataset, tmp_path / "project")
+    package = tmp_path / "code" / "dreamframe_assets"
+    shutil.copytree(REPO / "dreamframe_assets", package, ignore=shutil.ignore_patterns("__pycache__"))
+    template = package / "qa" / "offline.py"
+    text = template.read_text()
+    assert 'f"How many people are in {where}?"' in text
+    template.write_text(text.replace('f"How many people are in {where}?"', 'f"How many people can be seen in {where}?"'))
+    script = ("import json, sys; from pathlib import Path\n"
+              "import dreamframe_assets; assert dreamframe_assets.__file__.startswith(sys.argv[2])\n"
+              "from dreamframe_assets.core.params import load_params\n"
+              "from dreamframe_assets.pipeline.steps import STEPS\n"
+              "root = Path(sys.argv[1]); params = load_params(root)\n"
+              "print(json.dumps({stage: step(root, params).misses for stage, step in STEPS.items()}))\n")
+    env = {**os.environ, "PYTHONPATH": str(package.parent)}
+    run = subprocess.run([sys.executable, "-c", script, str(root), str(package.parent)], env=env,
+                         capture_output=True, text=True, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    misses = json.loads(run.stdout.strip().splitlines()[-1])
+    assert misses == {
+        "movie_plots": 0, "style_banks": 0, "keyframes": 0, "qa_pairs": 3, "eval_scores": 3}
+    questions = pl.read_parquet(root / "data/qa_pairs/qa.parquet")["question"]
+    assert questions.str.starts_with("How many people can be seen in").any()
+    assert not questions.str.starts_with("How many people are in").any()
+
+
+# ---------------------------------------------------------------- memory
+@pytest.mark.integration
+def test_a_stage_peak_memory_does_not_grow_with_movies(built_dataset, tmp_path):
+    """Keyframes, the heaviest stage, on 2 and on 8 movies: each movie's images are written
+    and dropped as it finishes, so the peak is about one movie's, whatever their number."""
+    themes = yaml.safe_load((REPO / "params.yaml").read_text())["movie_plots"]["themes"]
+    peaks = {}
+    for count in (2, 8):
+        root = write_project(tmp_path / str(count))
+        shutil.copytree(built_dataset / ".dreamframe" / "embeddings", root / ".dreamframe" / "embeddings")
+        set_params(root, movie_plots={"themes": themes[:count], "themes_file": ""},
+                   keyframes={"width": 256, "height": 256})
+        params = load_params(root)
+        for stage in ("movie_plots", "style_banks"):
+            STEPS[stage](root, params)
+        tracemalloc.start()
+        try:
+            run_stage(root, params, "keyframes")
+            peaks[count] = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    assert len(themes) >= 8
+    assert peaks[8] < 1.5 * peaks[2], peaks
