@@ -97,16 +97,19 @@ def run_dagster(root: Path, assets: list[str], movies: list[str] | None = None, 
 @app.command()
 def materialize(
     assets: Annotated[Optional[list[str]], typer.Argument(help=f"Assets to build (default all): {', '.join(STAGES)}")] = None,
+    movie: Annotated[Optional[list[str]], typer.Option("--movie", help="Only this movie (its partition); repeat for several.")] = None,
     root: RootOption = None,
 ) -> None:
-    """Materialize assets through Dagster, recorded in the project's instance."""
+    """Materialize assets through Dagster, recorded in the project's instance: each per-movie
+    asset in one run over all its movie partitions (or the ``--movie`` ones)."""
     root = project_root(root)
+    _checked(root)
     try:
-        checked_params(root)  # bad params fail here, before any work
-    except ParamsError as exc:
+        ok = run_dagster(root, _selection(assets or []), movies=movie or None)
+    except ValueError as exc:  # an unknown movie
         err.print(f"[red]error[/red] {exc}", highlight=False)
         raise typer.Exit(2) from None
-    if not run_dagster(root, _selection(assets or [])):
+    if not ok:
         raise typer.Exit(1)
 
 
@@ -119,11 +122,7 @@ def run(
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     root = project_root(root)
-    try:
-        checked_params(root)
-    except ParamsError as exc:
-        err.print(f"[red]error[/red] {exc}", highlight=False)
-        raise typer.Exit(2) from None
+    _checked(root)
     selected = [s for s in STAGES if s in _selection(assets or [])]
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} assets"),
                   TimeElapsedColumn(), console=err, transient=True) as progress:
