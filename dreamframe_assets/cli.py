@@ -82,8 +82,10 @@ def run_dagster(root: Path, assets: list[str], movies: list[str] | None = None, 
             if mat.asset_key in seen or "cache_hits" not in md:
                 continue
             seen.add(mat.asset_key)
-            counts = ", ".join(f"{v} {k[6:]}" for k, v in md.items() if k.startswith("count_"))
-            state = "unchanged" if md.get("no_op") else f"{len(md.get('files_written', []))} file(s) written"
+            counts = ", ".join(f"{v} {k[6:]}" for k, v in md.items()
+                               if k.startswith("count_") and k not in ("count_files_written", "count_redone"))
+            written = md.get("count_files_written", len(md.get("files_written", [])))
+            state = "unchanged" if md.get("no_op") else f"{written} file(s) written"
             console.print(
                 f"[green]{mat.asset_key.to_user_string()}[/green]: {counts}; cache {md.get('cache_hits', 0)} hit(s), "
                 f"{md.get('cache_misses', 0)} miss(es); {state}; {md.get('seconds', 0):.1f}s",

@@ -82,14 +82,21 @@ class Runs:
     def asset_materializations_for_node(self, node):
         return [m for r in self.results for m in r.asset_materializations_for_node(node)]
 
+    def asset_observations_for_node(self, node):
+        return [o for r in self.results for o in r.asset_observations_for_node(node)]
+
     def get_asset_check_evaluations(self):
         return [c for r in self.results for c in r.get_asset_check_evaluations()]
 
 
 def metadata(result, asset):
-    """The metadata of the asset's (last) run: for a per-movie asset, one materialization per movie, alike."""
+    """The metadata of the asset's (last) run: its materialization's (for a per-movie asset, one
+    per movie, alike) with the run's details (rows, pictures, params) that a per-movie asset
+    records once, as an observation."""
     mats = result.asset_materializations_for_node(asset)
-    return {k: v.value for k, v in mats[-1].metadata.items()}
+    observed = result.asset_observations_for_node(asset)
+    merged = {**(observed[-1].metadata if observed else {}), **mats[-1].metadata}
+    return {k: v.value for k, v in merged.items()}
 
 
 def _plain(value):

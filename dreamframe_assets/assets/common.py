@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -35,25 +36,36 @@ def to_result(result: StepResult, root: Path, params: Any = None, check_results:
               **extra: Any) -> dg.MaterializeResult:
     """A step's result as a materialization: content-hash data version plus metadata
     (counts, preview, cache hits and misses, timings, the stage's params, and ``extra``)."""
-    metadata: dict = {
+    metadata: dict = {**run_numbers(result, root), "redone": dg.MetadataValue.json(result.redone),
+                      "files_written": dg.MetadataValue.json(result.written)}
+    metadata.update(run_details(result, params))
+    metadata.update(extra)
+    return dg.MaterializeResult(data_version=dg.DataVersion(result.data_version), metadata=metadata,
+                                check_results=check_results)
+
+
+def run_numbers(result: StepResult, root: Path) -> dict:
+    """What a run did, in numbers: small whatever the number of movies."""
+    return {
         "path": dg.MetadataValue.path(str(stage_dir(root, result.stage))),
         "no_op": result.misses == 0 and not result.written,
         "cache_hits": result.hits,
         "cache_misses": result.misses,
-        "redone": dg.MetadataValue.json(result.redone),
-        "files_written": dg.MetadataValue.json(result.written),
         "seconds": round(result.seconds, 3),
         **{f"count_{k}": v for k, v in result.counts.items()},
     }
+
+
+def run_details(result: StepResult, params: Any = None) -> dict:
+    """A preview of the rows, the step's extra facts and the stage's params."""
+    details: dict = {}
     if result.preview is not None:
-        metadata["preview"] = _table(result.preview)
+        details["preview"] = _table(result.preview)
     for key, value in result.extra.items():
-        metadata[key] = dg.MetadataValue.json(value)
+        details[key] = dg.MetadataValue.json(value)
     if params is not None:
-        metadata["params"] = dg.MetadataValue.json(params.model_dump())
-    metadata.update(extra)
-    return dg.MaterializeResult(data_version=dg.DataVersion(result.data_version), metadata=metadata,
-                                check_results=check_results)
+        details["params"] = dg.MetadataValue.json(params.model_dump())
+    return details
 
 
 def contract_check(root: Path, stage: str, tables: tuple[str, ...], files: tuple[str, ...] = (),
@@ -76,6 +88,7 @@ def contract_check(root: Path, stage: str, tables: tuple[str, ...], files: tuple
     )
 
 
+LISTED = 20  # names listed in a per-movie materialization's metadata (the counts say how many in all)
 POOLS = {"movie_plots": "llm", "qa_pairs": "llm", "style_banks": "gpu", "keyframes": "gpu"}
 
 
@@ -108,11 +121,21 @@ def run_movies(context: dg.AssetExecutionContext, root: Path, params: Any, stage
         else "no movie had a part a model could not write",
     )]
     results += [check(result) for check in checks]
-    extra = details(result) if details else {}
-    summary = to_result(result, root, getattr(params, stage), check_results=results, **extra)
-    summary.metadata["movies"] = dg.MetadataValue.json(
-        {m.movie_id: {"state": m.state, "attempt": m.attempt, "cached": m.cached, **m.counts, **({"error": m.error} if m.error else {})}
-         for m in result.movies.values()})
+    # A run of many movies records its materialization once per movie: the per-movie metadata
+    # stays small (numbers, the first names, the movies that are not done), and the rest (rows,
+    # pictures, params) goes once into an observation of the run.
+    yield dg.AssetObservation(asset_key=stage, metadata={**run_details(result, getattr(params, stage)),
+                                                          **(details(result) if details else {})})
+    not_done = {m.movie_id: {"state": m.state, "attempt": m.attempt, **({"error": m.error[:500]} if m.error else {})}
+                for m in result.movies.values() if m.state != "done"}
+    metadata = {**run_numbers(result, root),
+                "redone": dg.MetadataValue.json(result.redone[:LISTED]),
+                "files_written": dg.MetadataValue.json(result.written[:LISTED]),
+                "count_redone": len(result.redone), "count_files_written": len(result.written),
+                "movies": dg.MetadataValue.json({"states": dict(Counter(m.state for m in result.movies.values())),
+                                                 "not_done": dict(list(not_done.items())[:LISTED])})}
+    summary = dg.MaterializeResult(data_version=dg.DataVersion(result.data_version), metadata=metadata,
+                                   check_results=results)
     if not result.failed:
         yield summary
         return

@@ -49,8 +49,7 @@ def test_graph_builds_a_complete_dataset(built_dataset):
     for stage in ["movie_plots", "style_banks", "keyframes", "qa_pairs"]:
         assert sorted(p.stem for p in (root / "data" / stage / "movies").glob("*.json")) == sorted(
             movie_id_for(t) for t in TINY_THEMES), stage
-        movies = record["metadata"][stage]["movies"]
-        assert {m["state"] for m in movies.values()} == {"done"}, stage
+        assert record["metadata"][stage]["movies"] == {"states": {"done": 3}, "not_done": {}}, stage
     dropped = pl.read_parquet(root / "data/qa_pairs/dropped.parquet")
     assert set(dropped["gate"]) <= {"options", "length", "evidence", "oracle", "duplicate", "qtype_cap"}
     md = record["metadata"]["movie_plots"]
