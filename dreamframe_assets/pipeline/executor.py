@@ -102,9 +102,12 @@ def _pool(work: Work, workers: int) -> Any:
 
         # spawn: a forked copy of a process holding torch threads or a GPU context is unsafe
         context = multiprocessing.get_context("spawn")
-        gpu = work == "gpu"
-        pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_pin_gpu if gpu else None,
-                                   initargs=(context.Value("i", 0),) if gpu else ())
+        if work == "gpu":
+            pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_pin_gpu,
+                                       initargs=(context.Value("i", 0),))
+        else:
+            pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_share_cores,
+                                       initargs=(max(1, machine_cores() // workers),))
     _POOLS[work] = (workers, pool)
     return pool
 
@@ -121,6 +124,13 @@ def _call(fn: Callable[..., Any], args: tuple) -> Any:
         return fn(*args)
     except Exception as exc:  # noqa: BLE001 - handed back to the stage, which names the movie
         return exc
+
+
+def _share_cores(threads: int) -> None:
+    """Each CPU worker's math libraries use its share of the cores, not all of them: N workers
+    each starting one thread per core would fight over them."""
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[name] = str(threads)
 
 
 def _pin_gpu(counter) -> None:

@@ -330,13 +330,18 @@ def _movie_json(root: Path, stage: str, mid: str) -> bytes:
     return path.read_bytes()
 
 
-def read_plot(root: Path, movie_id: str) -> MoviePlot:
-    """One movie's plot, as movie_plots wrote it, checked against the plot tables' schemas
-    (the contract at the asset boundary)."""
+def read_plot(root: Path, movie_id: str, check: bool = True) -> MoviePlot:
+    """One movie's plot, as movie_plots wrote it; ``check``: against the plot tables' schemas
+    (the contract at the asset boundary: done once per movie and stage, where the movie is computed)."""
     plot = plot_from_json(_movie_json(root, "movie_plots", movie_id))
-    for name, rows in plot_rows(plot).items():
-        validate(name, rows_table(name, rows), where=f"data/movie_plots/{MOVIES}/{movie_id}.json ({name})")
+    if check:
+        check_plot(plot, f"data/movie_plots/{MOVIES}/{movie_id}.json")
     return plot
+
+
+def check_plot(plot: MoviePlot, where: str) -> None:
+    for name, rows in plot_rows(plot).items():
+        validate(name, rows_table(name, rows), where=f"{where} ({name})")
 
 
 # ---------------------------------------------------------------- movie_plots
@@ -354,14 +359,15 @@ def _plots_compute(writer: Any, params: Params, root: Path, kind: str, source: s
     if kind == "story":
         from ..story import authors
 
-        return plot_to_json(authors.read_story(Path(source), mid))
-    return plot_to_json(writer.write(source, mid, seed, p.substories, p.tinystories, p.frames))
+        plot = authors.read_story(Path(source), mid)
+    else:
+        plot = writer.write(source, mid, seed, p.substories, p.tinystories, p.frames)
+    check_plot(plot, f"movie_plots: movie {mid!r}")
+    return plot_to_json(plot)
 
 
 def _plots_files(run: Run, mid: str, data: bytes) -> tuple[dict[Path, bytes], str, dict[str, int]]:
     plot = plot_from_json(data)
-    for name, rows in plot_rows(plot).items():
-        validate(name, rows_table(name, rows), where=f"movie_plots: movie {mid!r} ({name})")
     state = "quarantined" if plot.quarantine else "done"
     return {run.folder / MOVIES / f"{mid}.json": data}, state, {"frames": len(plot.frames), "plot_qa": len(plot.qa)}
 
@@ -400,7 +406,7 @@ def write_movie_plots(root: Path, params: Params, movies: list[str] | None = Non
 # ---------------------------------------------------------------- style_banks
 def _style_inputs(run: Run, mid: str, attempt: int) -> tuple[Any, tuple]:
     p = run.params.style_banks
-    m = read_plot(run.root, mid).movie
+    m = read_plot(run.root, mid, check=False).movie
     seed = item_seed(attempt_seed(p.seed, attempt), mid)
     return [mid, m.style_description, m.style_keyword, p.references, p.size, p.seed], (mid, seed)
 
@@ -430,7 +436,7 @@ def _style_files(run: Run, mid: str, data: bytes) -> tuple[dict[Path, bytes], st
             files[run.folder / "embeddings" / mid / name.removeprefix("files/")] = blob
     row = {
         "movie_id": mid, "learner": run.identity, "references": run.params.style_banks.references,
-        "reference_sheet": f"references/{mid}.png", "style_keyword": read_plot(run.root, mid).movie.style_keyword,
+        "reference_sheet": f"references/{mid}.png", "style_keyword": read_plot(run.root, mid, check=False).movie.style_keyword,
         "palette": ["#%02x%02x%02x" % tuple(c) for c in look["palette"]],
         "line_weight": int(look["line_weight"]), "texture_kind": str(look["texture_kind"]),
         "texture": float(look["texture"]), "lighting": float(look["lighting"]),
@@ -476,7 +482,7 @@ def style_object(params: dict, files: dict[str, bytes]) -> Any:
 # ---------------------------------------------------------------- keyframes
 def _frames_inputs(run: Run, mid: str, attempt: int) -> tuple[Any, tuple]:
     p = run.params.keyframes
-    plot = read_plot(run.root, mid)
+    plot = read_plot(run.root, mid, check=False)
     style, style_files = read_style(run.root, mid)
     drawn = [as_row(f) for f in plot.frames] + [as_row(c) for c in plot.movie.characters]
     parts = [mid, drawn, style, {k: bytes_digest(v) for k, v in style_files.items()}, plot.movie.style_keyword,
@@ -494,7 +500,7 @@ def _frames_compute(renderer: Any, params: Params, root: Path, mid: str, style: 
 def _frames_files(run: Run, mid: str, shard: bytes) -> tuple[dict[Path, bytes], str, dict[str, int]]:
     p = run.params.keyframes
     members = shard_members(shard)
-    frames = len(read_plot(run.root, mid).frames)
+    frames = len(read_plot(run.root, mid, check=False).frames)
     if len(members) != frames:
         raise StepError(f"keyframes: movie {mid!r}: {len(members)} images for {frames} frames")
     rows = [{"movie_id": mid, "frame_index": i, "shard": f"shards/{mid}.tar", "member": name,
@@ -597,10 +603,11 @@ def write_qa_pairs(root: Path, params: Params, movies: list[str] | None = None, 
 
 def read_qa(root: Path) -> list[QA]:
     table = read_table(stage_dir(root, "qa_pairs") / "qa.parquet", "qa")
-    return [
-        QA(**{**r, "options": tuple(r["options"]), "evidence_frames": tuple(r["evidence_frames"])})
-        for r in table.iter_rows(named=True)
-    ]
+    return [qa_from_row(r) for r in table.iter_rows(named=True)]
+
+
+def qa_from_row(row: dict) -> QA:
+    return QA(**{**row, "options": tuple(row["options"]), "evidence_frames": tuple(row["evidence_frames"])})
 
 
 INPUTS: dict[str, Callable[..., tuple[Any, tuple]]] = {
@@ -616,19 +623,34 @@ PER_MOVIE: tuple[str, ...] = tuple(INPUTS)  # the stages partitioned by movie
 
 
 # ---------------------------------------------------------------- eval_scores
-def _run_items(cache: ItemCache, items: list[tuple[str, str, Callable[[], bytes]]]) -> dict[str, bytes]:
-    """Take every (name, key, compute) item from the cache or compute it; name every failure."""
-    out: dict[str, bytes] = {}
-    failures: list[str] = []
-    for name, key, compute in items:
-        try:
-            out[name] = cache.get_or_compute(key, compute, item=name)
-        except Exception as exc:  # noqa: BLE001 - reported with the item's name below
-            failures.append(f"{name}: {type(exc).__name__}: {exc}")
-    if failures:
-        raise StepError(f"{cache.dir.name}: {len(failures)} of {len(items)} movie(s) failed "
-                        f"({len(out)} done and cached):\n  " + "\n  ".join(failures))
-    return out
+def _eval_work(p: Any) -> executor.Work:
+    """Answerers on a GPU (a VLM, CLIP) make evaluation GPU work; a blind LLM on a server, waiting."""
+    if "vlm" in p.answerers or p.clip_model:
+        return "gpu"
+    return "io" if "blind" in p.answerers and p.blind.backend == "llm" else "cpu"
+
+
+def _eval_compute(params: Params, root: str, mid: str, plot_json: str, qa_rows: list[dict]) -> bytes:
+    """One movie's answers, retrieval and style descriptors, with this process's models."""
+    from ..evaluate import metrics
+    from ..models.embed import TextEmbedder
+
+    p = params.eval_scores
+    where = (p.model_dump_json(), root)
+    answerers = load_once(("answerers", *where), lambda: [backends.ANSWERERS[n](p, Path(root)) for n in p.answerers])
+    text = None
+    if "text" in p.retrievers:
+        text = load_once(("embedder", p.embedder.model_dump_json(), root),
+                         lambda: TextEmbedder(p.embedder, Path(root) / backends.EMBED_CACHE))
+    clip = None
+    if p.clip_model:
+        from ..models.clip import ClipEmbedder
+
+        clip = load_once(("clip", p.clip_model), lambda: ClipEmbedder(p.clip_model))
+    qas = [qa_from_row(r) for r in qa_rows]
+    scores = metrics.movie_scores(plot_from_json(plot_json.encode()), qas, read_keyframes(Path(root), mid),
+                                  answerers, text, clip)
+    return json.dumps(scores).encode()
 
 
 def evaluate_dataset(root: Path, params: Params) -> StepResult:
@@ -644,11 +666,6 @@ def evaluate_dataset(root: Path, params: Params) -> StepResult:
     index = read_table(stage_dir(root, "keyframes") / "keyframes.parquet", "keyframes")
     answerers = [backends.ANSWERERS[name](p, root) for name in p.answerers]
     embedder = TextEmbedder(p.embedder, Path(root) / backends.EMBED_CACHE)
-    clip = None
-    if p.clip_model:
-        from ..models.clip import ClipEmbedder
-
-        clip = ClipEmbedder(p.clip_model)
     cache = ItemCache(root, "eval_scores")
     code = code_version("eval_scores")
     identities = [a.identity() if hasattr(a, "identity") else a.name for a in answerers]
@@ -656,20 +673,27 @@ def evaluate_dataset(root: Path, params: Params) -> StepResult:
     for qa in qas:
         by_movie[qa.movie_id].append(qa)
     shas = {mid: index.filter(pl.col("movie_id") == mid).sort("frame_index")["sha"].to_list() for mid in plots}
-    text = embedder if "text" in p.retrievers else None
-
-    def compute(mid: str) -> Callable[[], bytes]:
-        def run() -> bytes:
-            scores = metrics.movie_scores(plots[mid], by_movie[mid], read_keyframes(root, mid), answerers, text, clip)
-            return json.dumps(scores).encode()
-        return run
-
-    items = []
+    items, calls = {}, []
     for mid, plot in plots.items():
+        plot_json, rows = plot_to_json(plot).decode(), [as_row(q) for q in by_movie[mid]]
         key = digest("eval_scores", ITEM_FORMAT["eval_scores"], code, identities, p.seed, p.retrievers, p.clip_model,
-                     p.embedder.model, plot_to_json(plot).decode(), [as_row(q) for q in by_movie[mid]], shas[mid])
-        items.append((mid, key, compute(mid)))
-    scores = {mid: json.loads(data) for mid, data in _run_items(cache, items).items()}
+                     p.embedder.model, plot_json, rows, shas[mid])
+        data = cache.get(key)
+        if data is None:
+            calls.append((_eval_compute, (params, str(root), mid, plot_json, rows)))
+        items[mid] = (key, data)
+    failures = []
+    for i, result in executor.run_all(calls, params.executor, _eval_work(p)):
+        mid = calls[i][1][2]
+        if isinstance(result, Exception):
+            failures.append(f"{mid}: {type(result).__name__}: {result}")
+            continue
+        cache.put(items[mid][0], result, item=mid)
+        items[mid] = (items[mid][0], result)
+    if failures:
+        raise StepError(f"eval_scores: {len(failures)} of {len(items)} movie(s) failed "
+                        f"(the others are cached):\n  " + "\n  ".join(failures))
+    scores = {mid: json.loads(data) for mid, (_, data) in items.items()}
     ordered = [qa for mid in plots for qa in by_movie[mid]]
     covered = {a.name: a.answers() for a in answerers if hasattr(a, "answers")}
     dedup = embedder.encode([gates.dedup_text(qa) for qa in ordered]) if ordered else None
