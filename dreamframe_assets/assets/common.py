@@ -14,7 +14,8 @@ import polars as pl
 from ..core.schemas import ContractError
 from ..core.store import read_table, stage_dir
 from ..pipeline.code import code_version
-from ..pipeline.steps import StepResult, run_stage
+from ..core.cache import digest
+from ..pipeline.steps import MovieState, StepResult, run_stage
 from .movies import MOVIES, RETRY_TAG
 
 __all__ = ["code_version", "contract_check", "image_md", "movie_asset", "run_movies", "to_result"]
@@ -107,6 +108,12 @@ def movie_asset(stage: str, group: str, description: str, deps: list[str], extra
                     kinds={"polars"}, pool=POOLS[stage], check_specs=checks, description=description)
 
 
+def movie_metadata(m: MovieState) -> dict:
+    """One movie's state in the asset (done, quarantined, skipped), its attempt and its content hash."""
+    return {"state": m.state, "attempt": m.attempt, "cached": m.cached, "movie_version": m.version,
+            **{f"movie_{k}": v for k, v in m.counts.items()}, **({"reason": m.error[:500]} if m.error else {})}
+
+
 def run_movies(context: dg.AssetExecutionContext, root: Path, params: Any, stage: str, tables: tuple[str, ...],
                files: tuple[str, ...] = (), checks: tuple[Callable[[StepResult], dg.AssetCheckResult], ...] = (),
                details: Callable[[StepResult], dict] | None = None) -> Iterator[Any]:
@@ -134,16 +141,20 @@ def run_movies(context: dg.AssetExecutionContext, root: Path, params: Any, stage
                 "count_redone": len(result.redone), "count_files_written": len(result.written),
                 "movies": dg.MetadataValue.json({"states": dict(Counter(m.state for m in result.movies.values())),
                                                  "not_done": dict(list(not_done.items())[:LISTED])})}
-    summary = dg.MaterializeResult(data_version=dg.DataVersion(result.data_version), metadata=metadata,
-                                   check_results=results)
     if not result.failed:
-        yield summary
+        # one materialization per movie of the run, each with that movie's own metadata; the
+        # data version is shared by the run's movies (Dagster sets one per step): for a run of
+        # one movie it is that movie's content hash
+        for m in result.movies.values():
+            context.add_asset_metadata(movie_metadata(m), partition_key=m.movie_id)
+        ms = list(result.movies.values())
+        version = ms[0].version if len(ms) == 1 else digest(sorted((m.movie_id, m.version) for m in ms))
+        yield dg.MaterializeResult(data_version=dg.DataVersion(version), metadata=metadata, check_results=results)
         return
     for m in result.movies.values():
         if m.state != "failed":
-            yield dg.AssetMaterialization(asset_key=stage, partition=m.movie_id, metadata={
-                "state": m.state, "attempt": m.attempt, "cached": m.cached, **{f"count_{k}": v for k, v in m.counts.items()}},
-                tags={"dagster/data_version": m.version})
+            yield dg.AssetMaterialization(asset_key=stage, partition=m.movie_id, metadata={**metadata, **movie_metadata(m)},
+                                          tags={"dagster/data_version": m.version})
     yield from results
     raise dg.Failure(
         description=f"{stage}: {len(result.failed)} of {len(result.movies)} movie(s) failed (the others are written): "

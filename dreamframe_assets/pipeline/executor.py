@@ -63,8 +63,8 @@ def run_all(calls: Sequence[Call], params: ExecutorParams, work: Work, io_limit:
     if params.kind == "ray" and work != "io":
         yield from _ray(calls, params, work)
         return
-    workers = min(len(calls), worker_count(params, work, io_limit))
-    if workers <= 1:
+    workers = worker_count(params, work, io_limit)
+    if workers <= 1 or len(calls) == 1:  # nothing to share: no pool to start
         for i, (fn, args) in enumerate(calls):
             yield i, _call(fn, args)
         return
@@ -151,10 +151,16 @@ def _ray(calls: Sequence[Call], params: ExecutorParams, work: Work) -> Iterator[
         else:  # a local cluster for this run
             workers = machine_cores() if params.workers == "auto" else params.workers
             ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
-    task = ray.remote(num_cpus=1, num_gpus=1 if work == "gpu" else 0, max_retries=0)(_call)
+    # a GPU task asks for a GPU where the cluster has one; on a CPU-only cluster it would wait forever
+    gpus = 1 if work == "gpu" and ray.cluster_resources().get("GPU", 0) > 0 else 0
+    task = ray.remote(num_cpus=1, num_gpus=gpus, max_retries=0)(_call)
     refs = {task.remote(fn, args): i for i, (fn, args) in enumerate(calls)}
     pending = list(refs)
     while pending:
         done, pending = ray.wait(pending, num_returns=1)
         for ref in done:
-            yield refs[ref], ray.get(ref)
+            try:
+                result = ray.get(ref)
+            except Exception as exc:  # noqa: BLE001 - a worker that died (out of memory, a node lost): that movie failed
+                result = exc
+            yield refs[ref], result

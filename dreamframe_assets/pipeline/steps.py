@@ -135,10 +135,11 @@ def read_status(root: Path, stage: str) -> dict[str, dict]:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
-def _save_status(root: Path, stage: str, states: dict[str, MovieState], keep: list[str]) -> None:
-    status = {mid: s for mid, s in read_status(root, stage).items() if mid in keep}
-    for mid, s in states.items():
-        status[mid] = {"state": s.state, "attempt": s.attempt, "error": s.error}
+def _status_entry(s: MovieState) -> dict:
+    return {"state": s.state, "attempt": s.attempt, "error": s.error, "version": s.version}
+
+
+def _write_status(root: Path, stage: str, status: dict[str, dict]) -> None:
     write_atomic(status_path(root, stage), (json.dumps(status, indent=1, sort_keys=True) + "\n").encode())
 
 
@@ -154,13 +155,14 @@ def movie_files(folder: Path, movie_id: str) -> list[Path]:
     return found
 
 
-def _remove(paths: list[Path], root: Path) -> list[str]:
+def _remove(paths: list[Path], folder: Path) -> list[str]:
+    """Delete a movie's files (and its emptied ``<kind>/<movie_id>/`` folder); their paths from the root."""
     for path in paths:
         path.unlink(missing_ok=True)
         parent = path.parent
-        if parent.exists() and not any(parent.iterdir()) and parent.parent.parent != Path(root):
-            parent.rmdir()  # an emptied per-movie folder (embeddings/<movie_id>/)
-    return [str(p.relative_to(root)) for p in paths]
+        if parent.parent.parent == folder and parent.exists() and not any(parent.iterdir()):
+            parent.rmdir()
+    return [str(p.relative_to(folder.parents[1])) for p in paths]
 
 
 def _remove_other_movies(folder: Path, keep: set[str], root: Path) -> list[str]:
@@ -168,7 +170,7 @@ def _remove_other_movies(folder: Path, keep: set[str], root: Path) -> list[str]:
     gone = []
     for sub in (p for p in folder.glob("*") if p.is_dir()):
         for path in sub.iterdir():
-            if path.name.split(".")[0] not in keep:
+            if not path.name.startswith(".") and path.name.split(".")[0] not in keep:
                 gone.append(str(path.relative_to(root)))
                 shutil.rmtree(path) if path.is_dir() else path.unlink()
     return gone
@@ -223,14 +225,21 @@ def run_stage(root: Path, params: Params, stage: str, movies: list[str] | None =
     """Build ``movies`` (default: every movie) of a per-movie stage, then assemble its dataset tables.
 
     ``retry`` gives each chosen movie a fresh attempt: a new key and new model seeds, so a
-    model is asked again instead of its cached answers being replayed (they stay on disk)."""
+    model is asked again instead of its cached answers being replayed (they stay on disk).
+    Runs of one stage take turns (a lock per stage): two runs launched from the UI never
+    interleave their writes to the stage's folder, status or tables."""
+    from filelock import FileLock
+
+    lock = Path(root) / STATUS_DIR / f"{stage}.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(lock)):
+        return _run_stage(Path(root), params, stage, movies, retry)
+
+
+def _run_stage(root: Path, params: Params, stage: str, movies: list[str] | None, retry: bool) -> StepResult:
     t0 = time.perf_counter()
-    root = Path(root)
     ids = movie_ids(root, params)
     chosen = ids if movies is None else list(dict.fromkeys(movies))
-    unknown = [m for m in chosen if m not in ids]
-    if unknown:
-        raise StepError(f"{stage}: unknown movie(s) {unknown} (not in movie_plots.themes, themes_file or stories_dir)")
     folder = stage_dir(root, stage)
     made = backend(stage, params, root)
     usage_before = made.usage() if hasattr(made, "usage") else None
@@ -242,38 +251,40 @@ def run_stage(root: Path, params: Params, stage: str, movies: list[str] | None =
     written: list[str] = []
 
     def settle(mid: str, attempt: int, outcome: str, value: Any, cached: bool = False, message: str = "") -> bool:
-        """Write (or clear) one movie's files as soon as it is known; remember its state."""
+        """Write (or clear) one movie's files as soon as it is known, and its status."""
         old = movie_files(folder, mid)
         if outcome == "ok":
             try:
                 files, state, counts = FILES[stage](run, mid, value)
             except Exception as exc:  # noqa: BLE001 - an item that breaks its contract fails its movie
                 log.debug("%s: movie %s: bad output", stage, mid, exc_info=True)
-                settle(mid, attempt, "failed", f"{type(exc).__name__}: {exc}")
-                return False
+                return settle(mid, attempt, "failed", f"{type(exc).__name__}: {exc}")
             written.extend(str(p.relative_to(root)) for p, data in files.items() if write_if_changed(p, data))
-            written.extend(_remove([p for p in old if p not in files], root))
+            written.extend(_remove([p for p in old if p not in files], folder))
             states[mid] = MovieState(mid, state, attempt, cached, bytes_digest(value), counts=counts)
-            return True
-        written.extend(_remove(old, root))  # never leave an output made from other inputs
-        if outcome == "quarantined":
-            path = folder / "quarantine" / f"{mid}.json"
-            write_if_changed(path, json.dumps(value, sort_keys=True).encode())
-            written.append(str(path.relative_to(root)))
-            states[mid] = MovieState(mid, "quarantined", attempt, error=message)
-        elif outcome == "skipped":
-            states[mid] = MovieState(mid, "skipped", attempt, error=value)
         else:
-            states[mid] = MovieState(mid, "failed", attempt, error=value)
-        return False
+            written.extend(_remove(old, folder))  # never leave an output made from other inputs
+            if outcome == "quarantined":
+                path = folder / "quarantine" / f"{mid}.json"
+                write_if_changed(path, json.dumps(value, sort_keys=True).encode())
+                written.append(str(path.relative_to(root)))
+            states[mid] = MovieState(mid, outcome, attempt, version=bytes_digest(json.dumps(value).encode())
+                                     if outcome == "quarantined" else "", error=message if outcome == "quarantined" else value)
+        if not cached:  # a new state or attempt is on disk at once: a killed run keeps it
+            status[mid] = _status_entry(states[mid])
+            _write_status(root, stage, status)
+        return outcome == "ok" and states[mid].state != "failed"
 
     calls, pending = [], []
     for mid in chosen:
         attempt = status.get(mid, {}).get("attempt", 0) + (1 if retry else 0)
         try:
+            if mid not in ids:
+                raise MissingInput(f"movie {mid!r} is not in movie_plots.themes, themes_file or stories_dir "
+                                   "(removed? its partition goes at the next sensor tick)", "movie_plots")
             parts, args = INPUTS[stage](run, mid, attempt)
         except MissingInput as exc:
-            upstream = read_status(root, exc.upstream).get(mid, {}).get("state")
+            upstream = read_status(root, exc.upstream).get(mid, {}).get("state") if mid in ids else None
             settle(mid, attempt, "skipped" if upstream in ("quarantined", "skipped") else "failed", str(exc))
             continue
         except Exception as exc:  # noqa: BLE001 - e.g. an upstream file that breaks its contract
@@ -296,18 +307,21 @@ def run_stage(root: Path, params: Params, stage: str, movies: list[str] | None =
             if settle(mid, attempt, outcome, value, message=detail):
                 cache.put(key, value, item=mid)  # only an item that made its files is kept
     finally:
-        _save_status(root, stage, states, ids)
+        for mid, state in states.items():
+            status[mid] = _status_entry(state)
+        _write_status(root, stage, {mid: s for mid, s in status.items() if mid in set(ids)})
 
     written += _remove_other_movies(folder, set(ids), root)
     tables, counts, preview, extra = ASSEMBLE[stage](run, ids)
     written += [str(p.relative_to(root)) for p, data in tables.items() if write_if_changed(p, data)]
-    files = sorted(p for p in folder.rglob("*") if p.is_file())
-    version = digest(sorted((str(p.relative_to(root)), bytes_digest(p.read_bytes())) for p in files))
+    # the stage's version from each movie's item version and the tables: no movie's files are re-read
+    version = digest(sorted((mid, status[mid].get("version", "")) for mid in ids if mid in status),
+                     sorted((str(p.relative_to(root)), bytes_digest(data)) for p, data in tables.items()))
     if usage_before is not None:  # the backend lives as long as the process: this run's share
         extra["llm_usage"] = {k: v - usage_before.get(k, 0) for k, v in made.usage().items()}
-    counts = {**counts, **{s: sum(m.state == s for m in states.values()) for s in ("quarantined", "failed")}}
-    return StepResult(stage=stage, files=files, written=sorted(set(written)), data_version=version, hits=cache.hits,
-                      misses=cache.misses, redone=cache.missed, counts=counts, preview=preview,
+    counts = {**counts, **{s: sum(m.state == s for m in states.values()) for s in ("quarantined", "failed", "skipped")}}
+    return StepResult(stage=stage, files=sorted(tables), written=sorted(set(written)), data_version=version,
+                      hits=cache.hits, misses=cache.misses, redone=cache.missed, counts=counts, preview=preview,
                       seconds=time.perf_counter() - t0, extra=extra, movies=states)
 
 
