@@ -62,16 +62,14 @@ def run_dagster(root: Path, assets: list[str], movies: list[str] | None = None, 
     from .runs import materialize_stages, use_instance
 
     level = os.environ.get("DREAMFRAME_LOG_LEVEL", "WARNING")
-    if checks_only:  # the per-movie assets check in their own step: re-materializing them is all cache hits
+    if checks_only:  # eval_scores' checks on the dataset tables (the per-movie assets check in their own step)
         from .definitions import defs
 
         os.environ["DREAMFRAME_ROOT"] = str(root)
-        per_movie = [a for a in assets if a != "eval_scores"]
-        results = materialize_stages(root, per_movie, log_level=level) if per_movie else []
-        if "eval_scores" in assets and all(r.success for r in results):
-            results.append(dg.materialize(
-                [*defs.assets, *defs.asset_checks], selection=dg.AssetSelection.checks_for_assets("eval_scores"),
-                instance=use_instance(root), resources={"workspace": defs.resources["workspace"]}, raise_on_error=False))
+        results = [dg.materialize(
+            [*defs.assets, *defs.asset_checks], selection=dg.AssetSelection.checks_for_assets(*assets),
+            instance=use_instance(root), resources={"workspace": defs.resources["workspace"]}, raise_on_error=False,
+            run_config={"loggers": {"console": {"config": {"log_level": level}}}})]
     else:
         results = materialize_stages(root, assets, movies=movies, retry=retry, log_level=level)
     for result in results:
@@ -146,32 +144,41 @@ def retry(
     root: RootOption = None,
 ) -> None:
     """Redo movies with a fresh attempt: new cache keys and model seeds, so the model is asked
-    again instead of its cached answers being replayed (those stay on disk, for the record)."""
-    from .pipeline.steps import PER_MOVIE, read_status
+    again instead of its cached answers being replayed (those stay on disk, for the record).
+    Each movie is redone in the first asset where it is not done, then everything below it."""
+    from .pipeline.steps import PER_MOVIE, movie_ids, read_status
 
     root = project_root(root)
-    _checked(root)
-    stages = [s for s in PER_MOVIE if not stage or s in stage]
+    ids = movie_ids(root, _checked(root))
     if not (movies or quarantined or failed):
         raise typer.BadParameter("name movies, or pass --quarantined and/or --failed")
-    picked = [s for s in (("quarantined",) if quarantined else ()) + (("failed",) if failed else ())]
-    done_any = False
-    for name in stages:
-        status = read_status(root, name)
-        chosen = list(movies or []) if movies else [m for m, s in status.items() if s["state"] in picked]
-        if movies and picked:
-            chosen = [m for m in chosen if status.get(m, {}).get("state") in picked]
-        if not chosen:
-            continue
-        console.print(f"{name}: retrying {len(chosen)} movie(s): {', '.join(chosen)}")
-        done_any = True
-        if not run_dagster(root, [name], movies=chosen, retry=True):
-            raise typer.Exit(1)
-        later = [s for s in STAGES if STAGES.index(s) > STAGES.index(name)]
-        if later and not run_dagster(root, later, movies=None):  # downstream of the redone movies
-            raise typer.Exit(1)
-    if not done_any:
+    unknown = [m for m in movies or [] if m not in ids]
+    if unknown:
+        raise typer.BadParameter(f"unknown movie(s) {unknown}; see: dreamframe status")
+    stages = [s for s in PER_MOVIE if not stage or s in stage]
+    picked = (("quarantined",) if quarantined else ()) + (("failed",) if failed else ()) or ("quarantined", "failed")
+    statuses = {name: read_status(root, name) for name in stages}
+    plan: dict[str, list[str]] = {}
+    for mid in movies or ids:
+        where = next((name for name in stages if statuses[name].get(mid, {}).get("state") in picked), None)
+        if where is None and movies and not (quarantined or failed):
+            where = stages[0]  # named, and done everywhere: redo it from the first asset
+        if where:
+            plan.setdefault(where, []).append(mid)
+    if not plan:
         console.print("nothing to retry")
+        return
+    ok = True
+    for name in STAGES[min(STAGES.index(s) for s in plan):]:
+        redo = plan.get(name, [])
+        others = [m for m in ids if m not in redo]
+        if redo:
+            console.print(f"{name}: retrying {len(redo)} movie(s): {', '.join(redo)}")
+            ok &= run_dagster(root, [name], movies=redo, retry=True)
+        if others or name not in PER_MOVIE:  # the rest below a redone movie (unchanged ones are cache hits)
+            ok &= run_dagster(root, [name], movies=others if name in PER_MOVIE else None)
+    if not ok:
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -213,9 +220,31 @@ def validate(
     assets: Annotated[Optional[list[str]], typer.Argument(help="Assets whose checks to run (default all).")] = None,
     root: RootOption = None,
 ) -> None:
-    """Check existing data: table contracts, oracle grounding, duplicates, blind accuracy."""
+    """Check existing data: table contracts, oracle grounding, duplicates, blind accuracy.
+    Nothing is built or rewritten."""
+    from .assets.common import contract_check
+    from .assets.qa_pairs import QA_TABLES, grounded_check
+    from .core.store import PLOT_TABLES
+
     root = project_root(root)
-    if not run_dagster(root, _selection(assets or []), checks_only=True):
+    params = _checked(root)
+    tables = {"movie_plots": PLOT_TABLES, "style_banks": ("styles",), "keyframes": ("keyframes",), "qa_pairs": QA_TABLES}
+    results = []
+    for name in _selection(assets or []):
+        if name in tables:
+            results.append((name, contract_check(root, name, tables[name])))
+        if name == "qa_pairs" and results[-1][1].passed:
+            from .pipeline.steps import read_qa
+
+            written = sorted({qa.movie_id for qa in read_qa(root)})
+            results.append((name, grounded_check(root, params, written)))
+    passed = all(r.passed for _, r in results)
+    for name, r in results:
+        if not r.passed:
+            err.print(f"[red]error[/red] {name}: {r.description}", highlight=False)
+    if "eval_scores" in _selection(assets or []):
+        passed &= run_dagster(root, ["eval_scores"], checks_only=True)
+    if not passed:
         raise typer.Exit(1)
     console.print("all checks passed")
 

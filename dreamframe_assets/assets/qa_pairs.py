@@ -1,11 +1,16 @@
 """The `qa_pairs` asset: all QA pairs that pass the quality gates, 4 options each."""
 
+from pathlib import Path
+
 import dagster as dg
 
+from ..core.params import Params
 from ..pipeline.backends import EMBED_CACHE
 from ..pipeline.steps import StepResult, read_plot, read_qa
 from ..resources import Workspace
 from .common import image_md, movie_asset, run_movies
+
+QA_TABLES = ("qa", "quarantine", "dropped")
 
 
 @movie_asset("qa_pairs", "qa", "The story levels' what/why/how/where/overview questions and questions grounded "
@@ -17,28 +22,32 @@ def qa_pairs(context: dg.AssetExecutionContext, workspace: Workspace):
     root, params = workspace.path, workspace.params()
 
     def grounded(result: StepResult) -> dg.AssetCheckResult:
-        """The oracle answers the run's QAs from the frames and plot, and no QA repeats another."""
-        from ..models.embed import TextEmbedder
-        from ..qa.gates import verify
+        return grounded_check(root, params, [m for m, s in result.movies.items() if s.state in ("done", "quarantined")])
 
-        p = params.qa_pairs
-        movies = [m for m, s in result.movies.items() if s.state in ("done", "quarantined")]
-        embedder = TextEmbedder(p.embedder, root / EMBED_CACHE)
-        qas = [qa for qa in read_qa(root) if qa.movie_id in set(movies)]
-        found = verify({m: read_plot(root, m, check=False) for m in movies}, qas, embedder, p.near_duplicate_threshold)
-        problems = []
-        if found["oracle_accuracy"] < p.min_oracle_accuracy:
-            problems.append(f"oracle accuracy {found['oracle_accuracy']} < qa_pairs.min_oracle_accuracy "
-                            f"{p.min_oracle_accuracy}; wrong: {found['wrong'][:10]}")
-        if found["duplicate_rate"] > p.max_duplicate_rate:
-            problems.append(f"duplicate rate {found['duplicate_rate']} > qa_pairs.max_duplicate_rate {p.max_duplicate_rate}")
-        return dg.AssetCheckResult(
-            check_name="qa_pairs_grounded",
-            passed=not problems,
-            severity=dg.AssetCheckSeverity.ERROR,
-            description="\n".join(problems) or "the oracle answers every QA and none repeats another",
-            metadata={"oracle_accuracy": found["oracle_accuracy"], "duplicate_rate": found["duplicate_rate"]},
-        )
-
-    yield from run_movies(context, root, params, "qa_pairs", ("qa", "quarantine", "dropped"), checks=(grounded,),
+    yield from run_movies(context, root, params, "qa_pairs", QA_TABLES, checks=(grounded,),
                           details=lambda r: {"qtype_chart": image_md("Question types", qtype_mix_png(r.extra["qtype_share"]))})
+
+
+def grounded_check(root: Path, params: Params, movies: list[str]) -> dg.AssetCheckResult:
+    """The oracle answers the movies' QAs from the frames and plot, and no QA repeats another."""
+    from ..models.embed import TextEmbedder
+    from ..qa.gates import verify
+
+    p = params.qa_pairs
+    embedder = TextEmbedder(p.embedder, root / EMBED_CACHE)
+    chosen = set(movies)
+    qas = [qa for qa in read_qa(root) if qa.movie_id in chosen]
+    found = verify({m: read_plot(root, m, check=False) for m in movies}, qas, embedder, p.near_duplicate_threshold)
+    problems = []
+    if found["oracle_accuracy"] < p.min_oracle_accuracy:
+        problems.append(f"oracle accuracy {found['oracle_accuracy']} < qa_pairs.min_oracle_accuracy "
+                        f"{p.min_oracle_accuracy}; wrong: {found['wrong'][:10]}")
+    if found["duplicate_rate"] > p.max_duplicate_rate:
+        problems.append(f"duplicate rate {found['duplicate_rate']} > qa_pairs.max_duplicate_rate {p.max_duplicate_rate}")
+    return dg.AssetCheckResult(
+        check_name="qa_pairs_grounded",
+        passed=not problems,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description="\n".join(problems) or "the oracle answers every QA and none repeats another",
+        metadata={"oracle_accuracy": found["oracle_accuracy"], "duplicate_rate": found["duplicate_rate"]},
+    )
