@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -103,9 +104,14 @@ def movie_asset(stage: str, group: str, description: str, deps: list[str], extra
                                 description="No movie of the run had a part a model could not write "
                                             "(retry them: dreamframe retry --quarantined).")]
     checks += [dg.AssetCheckSpec(name, asset=stage, blocking=True) for name in extra_checks]
-    return dg.asset(name=stage, group_name=group, deps=deps, partitions_def=MOVIES,
-                    backfill_policy=dg.BackfillPolicy.single_run(), code_version=code_version(stage),
-                    kinds={"polars"}, pool=POOLS[stage], check_specs=checks, description=description)
+    def decorate(fn):
+        with warnings.catch_warnings():  # backfill_policy is marked beta; it is what single-run backfills need
+            warnings.simplefilter("ignore", dg.BetaWarning)
+            return dg.asset(name=stage, group_name=group, deps=deps, partitions_def=MOVIES,
+                            backfill_policy=dg.BackfillPolicy.single_run(), code_version=code_version(stage),
+                            kinds={"polars"}, pool=POOLS[stage], check_specs=checks, description=description)(fn)
+
+    return decorate
 
 
 def movie_metadata(m: MovieState) -> dict:
