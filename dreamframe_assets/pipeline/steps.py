@@ -57,6 +57,9 @@ log = logging.getLogger("dreamframe")
 SHEET_COLUMNS = 4
 MOVIES = "movies"  # data/<stage>/movies/<movie_id>.json: one movie's output of the stage
 STATUS_DIR = ".dreamframe/status"  # each movie's last state and attempt, per stage
+# Movies redone with a fresh attempt, per stage. An input like params.yaml (a DVC dep,
+# kept in git): a clone rebuilds the same attempts, so the same data.
+RETRIES_FILE = "retries.yaml"
 # How each stage packs an item into the cache; part of every key, so raise it when
 # the packing changes (the code that makes items is versioned by ``code.code_version``).
 ITEM_FORMAT = {"movie_plots": 1, "style_banks": 2, "keyframes": 1, "qa_pairs": 3, "eval_scores": 1}
@@ -141,6 +144,27 @@ def _status_entry(s: MovieState) -> dict:
 
 def _write_status(root: Path, stage: str, status: dict[str, dict]) -> None:
     write_atomic(status_path(root, stage), (json.dumps(status, indent=1, sort_keys=True) + "\n").encode())
+
+
+def read_retries(root: Path) -> dict[str, dict[str, int]]:
+    """``{stage: {movie_id: attempt}}`` from retries.yaml (empty when there is none)."""
+    import yaml
+
+    path = Path(root) / RETRIES_FILE
+    data = (yaml.safe_load(path.read_text()) if path.exists() else None) or {}
+    bad = [k for k, v in data.items() if not isinstance(v, dict) or not all(isinstance(a, int) for a in v.values())]
+    if bad:
+        raise StepError(f"{RETRIES_FILE}: {bad}: expected 'stage: {{movie id: attempt number}}'")
+    return data
+
+
+def _write_retries(root: Path, retries: dict[str, dict[str, int]]) -> None:
+    import yaml
+
+    head = ("# Movies redone with a fresh attempt (dreamframe retry), per asset: movie id -> attempt.\n"
+            "# An input of the pipeline, like params.yaml: commit it with the data.\n")
+    body = yaml.safe_dump({k: dict(sorted(v.items())) for k, v in sorted(retries.items()) if v}, sort_keys=False)
+    write_atomic(Path(root) / RETRIES_FILE, (head + (body if body.strip() != "{}" else "")).encode())
 
 
 def movie_files(folder: Path, movie_id: str) -> list[Path]:
@@ -275,9 +299,13 @@ def _run_stage(root: Path, params: Params, stage: str, movies: list[str] | None,
             _write_status(root, stage, status)
         return outcome == "ok" and states[mid].state != "failed"
 
+    retries = read_retries(root)
+    if retry:  # written before any work: the new attempts are inputs from now on
+        retries[stage] = {**retries.get(stage, {}), **{m: retries.get(stage, {}).get(m, 0) + 1 for m in chosen if m in ids}}
+        _write_retries(root, retries)
     calls, pending = [], []
     for mid in chosen:
-        attempt = status.get(mid, {}).get("attempt", 0) + (1 if retry else 0)
+        attempt = retries.get(stage, {}).get(mid, 0)
         try:
             if mid not in ids:
                 raise MissingInput(f"movie {mid!r} is not in movie_plots.themes, themes_file or stories_dir "

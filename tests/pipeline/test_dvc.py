@@ -40,7 +40,7 @@ def repo(tmp_path_factory, built_dataset) -> Path:
     root = tmp_path_factory.mktemp("dvcrepo")
     shutil.copytree(built_dataset / ".dreamframe", root / ".dreamframe")
     shutil.copytree(REPO / "stories", root / "stories")
-    for name in ["dvc.yaml", "themes.txt", "workspace.yaml", ".gitignore"]:
+    for name in ["dvc.yaml", "themes.txt", "retries.yaml", "workspace.yaml", ".gitignore"]:
         shutil.copy(REPO / name, root / name)
     shutil.copytree(REPO / "dreamframe_assets", root / "dreamframe_assets",
                     ignore=shutil.ignore_patterns("__pycache__"))

@@ -20,7 +20,7 @@ from dreamframe_assets.core.ids import movie_id_for
 from dreamframe_assets.core.params import load_params
 from dreamframe_assets.pipeline import executor
 from dreamframe_assets.pipeline.code import STAGES, closure, code_files, module_name
-from dreamframe_assets.pipeline.steps import STEPS, read_status, run_stage
+from dreamframe_assets.pipeline.steps import STEPS, read_retries, read_status, run_stage
 from dreamframe_assets.runs import partition_ranges
 
 from ..conftest import REPO, TINY_THEMES, copy_built, materialize, metadata, warm_copy, write_project
@@ -191,6 +191,7 @@ def test_retry_asks_the_model_again_and_keeps_the_first_answers(project, monkeyp
         assert retried.exit_code == 0, retried.output
     assert {k: read_status(project, "movie_plots")[mid][k] for k in ("state", "attempt", "error")} == {
         "state": "done", "attempt": 1, "error": ""}
+    assert read_retries(project) == {"movie_plots": {mid: 1}}  # an input from now on: a rebuild is the same data
     for stage in PER_MOVIE[1:]:
         assert read_status(project, stage)[mid]["state"] == "done", stage
     assert mid in set(pl.read_parquet(project / "data/qa_pairs/qa.parquet")["movie_id"])
