@@ -39,7 +39,7 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="dreamframe-bench-"))
     try:
         shutil.copytree(REPO / "stories", root / "stories")
-        for name in ["dvc.yaml", "params.yaml", "themes.txt", "workspace.yaml", ".gitignore"]:
+        for name in ["dvc.yaml", "params.yaml", "themes.txt", "retries.yaml", "workspace.yaml", ".gitignore"]:
             shutil.copy(REPO / name, root / name)
         shutil.copytree(REPO / "dreamframe_assets", root / "dreamframe_assets", ignore=shutil.ignore_patterns("__pycache__"))
         sh(root, "git", "init", "-q")
