@@ -146,7 +146,8 @@ def retry(
     """Redo movies with a fresh attempt: new cache keys and model seeds, so the model is asked
     again instead of its cached answers being replayed (those stay on disk, for the record).
     Each movie is redone in the first asset where it is not done, then everything below it."""
-    from .pipeline.steps import PER_MOVIE, movie_ids, read_status
+    from .pipeline.movies import movie_ids, read_status
+    from .pipeline.steps import PER_MOVIE
 
     root = project_root(root)
     ids = movie_ids(root, _checked(root))
@@ -184,7 +185,8 @@ def retry(
 @app.command()
 def status(root: RootOption = None) -> None:
     """Each movie's state in each per-movie asset: done, quarantined or failed, and its attempt."""
-    from .pipeline.steps import PER_MOVIE, movie_ids, read_status
+    from .pipeline.movies import movie_ids, read_status
+    from .pipeline.steps import PER_MOVIE
 
     root = project_root(root)
     ids = movie_ids(root, _checked(root))

@@ -16,7 +16,8 @@ from ..core.schemas import ContractError
 from ..core.store import read_table, stage_dir
 from ..pipeline.code import code_version
 from ..core.cache import digest
-from ..pipeline.steps import MovieState, StepResult, run_stage
+from ..pipeline.movies import MovieState
+from ..pipeline.steps import StepResult, run_stage
 from .movies import MOVIES, RETRY_TAG
 
 __all__ = ["code_version", "contract_check", "image_md", "movie_asset", "run_movies", "to_result"]

@@ -13,7 +13,7 @@ from pathlib import Path
 import dagster as dg
 
 from ..pipeline.backends import checked_params
-from ..pipeline.steps import movie_ids
+from ..pipeline.movies import movie_ids
 from ..resources import Workspace
 
 MOVIES = dg.DynamicPartitionsDefinition(name="movies")

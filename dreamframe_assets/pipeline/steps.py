@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 import time
 import traceback
 from collections.abc import Callable
@@ -25,9 +24,9 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from ..core.cache import ItemCache, bytes_digest, digest, write_atomic, write_if_changed
-from ..core.ids import attempt_seed, item_seed, movie_id_for
-from ..core.params import Params, load_themes, story_files
+from ..core.cache import ItemCache, bytes_digest, digest, write_if_changed
+from ..core.ids import attempt_seed, item_seed
+from ..core.params import Params
 from ..core.plot import QA, MoviePlot, as_row
 from ..core.schemas import validate
 from ..core.store import (
@@ -51,15 +50,24 @@ from ..core.vocabulary import GROUNDED_QTYPES
 from ..models.device import load_once
 from . import backends, executor
 from .code import code_version
+from .movies import (
+    MOVIES,
+    STATUS_DIR,
+    MovieState,
+    movie_files,
+    movie_sources,
+    read_retries,
+    read_status,
+    remove_files,
+    remove_other_movies,
+    status_entry,
+    write_retries,
+    write_status,
+)
 
 log = logging.getLogger("dreamframe")
 
 SHEET_COLUMNS = 4
-MOVIES = "movies"  # data/<stage>/movies/<movie_id>.json: one movie's output of the stage
-STATUS_DIR = ".dreamframe/status"  # each movie's last state and attempt, per stage
-# Movies redone with a fresh attempt, per stage. An input like params.yaml (a DVC dep,
-# kept in git): a clone rebuilds the same attempts, so the same data.
-RETRIES_FILE = "retries.yaml"
 # How each stage packs an item into the cache; part of every key, so raise it when
 # the packing changes (the code that makes items is versioned by ``code.code_version``).
 ITEM_FORMAT = {"movie_plots": 1, "style_banks": 2, "keyframes": 1, "qa_pairs": 3, "eval_scores": 1}
@@ -75,21 +83,6 @@ class MissingInput(RuntimeError):
     def __init__(self, message: str, upstream: str):
         super().__init__(message)
         self.upstream = upstream
-
-
-@dataclass
-class MovieState:
-    """How one movie came out of a stage this run."""
-
-    movie_id: str
-    # done | quarantined (a model could not write part of it) | failed | skipped (its upstream
-    # was quarantined: the movie has no output here, and that is not an error)
-    state: str
-    attempt: int = 0
-    cached: bool = False
-    version: str = ""  # content hash of the movie's item
-    error: str = ""
-    counts: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -110,94 +103,6 @@ class StepResult:
     @property
     def failed(self) -> list[MovieState]:
         return [m for m in self.movies.values() if m.state == "failed"]
-
-
-# ---------------------------------------------------------------- which movies
-def movie_sources(root: Path, params: Params) -> dict[str, tuple[str, str]]:
-    """Every movie of the dataset: id -> ("theme", text) or ("story", path of an authors' file)."""
-    p = params.movie_plots
-    sources = {movie_id_for(theme): ("theme", theme) for theme in load_themes(root, p)}
-    for path in story_files(root, p):  # the paper authors' story files, imported as they are
-        sources["story-" + movie_id_for(path.stem)] = ("story", str(path))
-    return sources
-
-
-def movie_ids(root: Path, params: Params) -> list[str]:
-    """The dataset's movie ids, in params order: the partition keys of every per-movie asset."""
-    return list(movie_sources(root, params))
-
-
-# ---------------------------------------------------------------- movie state
-def status_path(root: Path, stage: str) -> Path:
-    return Path(root) / STATUS_DIR / f"{stage}.json"
-
-
-def read_status(root: Path, stage: str) -> dict[str, dict]:
-    """Each movie's last state, attempt and error in ``stage`` (empty before the first run)."""
-    path = status_path(root, stage)
-    return json.loads(path.read_text()) if path.exists() else {}
-
-
-def _status_entry(s: MovieState) -> dict:
-    return {"state": s.state, "attempt": s.attempt, "error": s.error, "version": s.version}
-
-
-def _write_status(root: Path, stage: str, status: dict[str, dict]) -> None:
-    write_atomic(status_path(root, stage), (json.dumps(status, indent=1, sort_keys=True) + "\n").encode())
-
-
-def read_retries(root: Path) -> dict[str, dict[str, int]]:
-    """``{stage: {movie_id: attempt}}`` from retries.yaml (empty when there is none)."""
-    import yaml
-
-    path = Path(root) / RETRIES_FILE
-    data = (yaml.safe_load(path.read_text()) if path.exists() else None) or {}
-    bad = [k for k, v in data.items() if not isinstance(v, dict) or not all(isinstance(a, int) for a in v.values())]
-    if bad:
-        raise StepError(f"{RETRIES_FILE}: {bad}: expected 'stage: {{movie id: attempt number}}'")
-    return data
-
-
-def _write_retries(root: Path, retries: dict[str, dict[str, int]]) -> None:
-    import yaml
-
-    head = ("# Movies redone with a fresh attempt (dreamframe retry), per asset: movie id -> attempt.\n"
-            "# An input of the pipeline, like params.yaml: commit it with the data.\n")
-    body = yaml.safe_dump({k: dict(sorted(v.items())) for k, v in sorted(retries.items()) if v}, sort_keys=False)
-    write_atomic(Path(root) / RETRIES_FILE, (head + (body if body.strip() != "{}" else "")).encode())
-
-
-def movie_files(folder: Path, movie_id: str) -> list[Path]:
-    """A movie's files in a stage folder: ``<kind>/<movie_id>.<ext>`` and ``<kind>/<movie_id>/...``."""
-    found: list[Path] = []
-    for sub in sorted(p for p in folder.glob("*") if p.is_dir()):
-        for path in sub.glob(f"{movie_id}*"):
-            if path.is_dir() and path.name == movie_id:
-                found += sorted(p for p in path.rglob("*") if p.is_file())
-            elif path.is_file() and path.name.split(".")[0] == movie_id:
-                found.append(path)
-    return found
-
-
-def _remove(paths: list[Path], folder: Path) -> list[str]:
-    """Delete a movie's files (and its emptied ``<kind>/<movie_id>/`` folder); their paths from the root."""
-    for path in paths:
-        path.unlink(missing_ok=True)
-        parent = path.parent
-        if parent.parent.parent == folder and parent.exists() and not any(parent.iterdir()):
-            parent.rmdir()
-    return [str(p.relative_to(folder.parents[1])) for p in paths]
-
-
-def _remove_other_movies(folder: Path, keep: set[str], root: Path) -> list[str]:
-    """Files of movies no longer in the dataset (a removed theme takes its data with it)."""
-    gone = []
-    for sub in (p for p in folder.glob("*") if p.is_dir()):
-        for path in sub.iterdir():
-            if not path.name.startswith(".") and path.name.split(".")[0] not in keep:
-                gone.append(str(path.relative_to(root)))
-                shutil.rmtree(path) if path.is_dir() else path.unlink()
-    return gone
 
 
 # ---------------------------------------------------------------- per-movie work
@@ -242,6 +147,7 @@ class Run:
     stage: str
     folder: Path
     identity: str
+    sources: dict[str, tuple[str, str]]  # every movie: ("theme", text) or ("story", file)
 
 
 def run_stage(root: Path, params: Params, stage: str, movies: list[str] | None = None,
@@ -262,12 +168,13 @@ def run_stage(root: Path, params: Params, stage: str, movies: list[str] | None =
 
 def _run_stage(root: Path, params: Params, stage: str, movies: list[str] | None, retry: bool) -> StepResult:
     t0 = time.perf_counter()
-    ids = movie_ids(root, params)
+    sources = movie_sources(root, params)
+    ids = list(sources)
     chosen = ids if movies is None else list(dict.fromkeys(movies))
     folder = stage_dir(root, stage)
     made = backend(stage, params, root)
     usage_before = made.usage() if hasattr(made, "usage") else None
-    run = Run(root, params, stage, folder, made.identity())
+    run = Run(root, params, stage, folder, made.identity(), sources)
     code = code_version(stage)
     cache = ItemCache(root, stage)
     status = read_status(root, stage)
@@ -284,10 +191,10 @@ def _run_stage(root: Path, params: Params, stage: str, movies: list[str] | None,
                 log.debug("%s: movie %s: bad output", stage, mid, exc_info=True)
                 return settle(mid, attempt, "failed", f"{type(exc).__name__}: {exc}")
             written.extend(str(p.relative_to(root)) for p, data in files.items() if write_if_changed(p, data))
-            written.extend(_remove([p for p in old if p not in files], folder))
+            written.extend(remove_files([p for p in old if p not in files], folder))
             states[mid] = MovieState(mid, state, attempt, cached, bytes_digest(value), counts=counts)
         else:
-            written.extend(_remove(old, folder))  # never leave an output made from other inputs
+            written.extend(remove_files(old, folder))  # never leave an output made from other inputs
             if outcome == "quarantined":
                 path = folder / "quarantine" / f"{mid}.json"
                 write_if_changed(path, json.dumps(value, sort_keys=True).encode())
@@ -295,14 +202,14 @@ def _run_stage(root: Path, params: Params, stage: str, movies: list[str] | None,
             states[mid] = MovieState(mid, outcome, attempt, version=bytes_digest(json.dumps(value).encode())
                                      if outcome == "quarantined" else "", error=message if outcome == "quarantined" else value)
         if not cached:  # a new state or attempt is on disk at once: a killed run keeps it
-            status[mid] = _status_entry(states[mid])
-            _write_status(root, stage, status)
+            status[mid] = status_entry(states[mid])
+            write_status(root, stage, status)
         return outcome == "ok" and states[mid].state != "failed"
 
     retries = read_retries(root)
     if retry:  # written before any work: the new attempts are inputs from now on
         retries[stage] = {**retries.get(stage, {}), **{m: retries.get(stage, {}).get(m, 0) + 1 for m in chosen if m in ids}}
-        _write_retries(root, retries)
+        write_retries(root, retries)
     calls, pending = [], []
     for mid in chosen:
         attempt = retries.get(stage, {}).get(mid, 0)
@@ -336,10 +243,10 @@ def _run_stage(root: Path, params: Params, stage: str, movies: list[str] | None,
                 cache.put(key, value, item=mid)  # only an item that made its files is kept
     finally:
         for mid, state in states.items():
-            status[mid] = _status_entry(state)
-        _write_status(root, stage, {mid: s for mid, s in status.items() if mid in set(ids)})
+            status[mid] = status_entry(state)
+        write_status(root, stage, {mid: s for mid, s in status.items() if mid in set(ids)})
 
-    written += _remove_other_movies(folder, set(ids), root)
+    written += remove_other_movies(folder, set(ids), root)
     tables, counts, preview, extra = ASSEMBLE[stage](run, ids)
     written += [str(p.relative_to(root)) for p, data in tables.items() if write_if_changed(p, data)]
     # the stage's version from each movie's item version and the tables: no movie's files are re-read
@@ -389,7 +296,7 @@ def check_plot(plot: MoviePlot, where: str) -> None:
 # ---------------------------------------------------------------- movie_plots
 def _plots_inputs(run: Run, mid: str, attempt: int) -> tuple[Any, tuple]:
     p = run.params.movie_plots
-    kind, source = movie_sources(run.root, run.params)[mid]
+    kind, source = run.sources[mid]
     if kind == "story":
         return ["authors-import", bytes_digest(Path(source).read_bytes())], ("story", source, mid, 0)
     seed = attempt_seed(p.seed, attempt)

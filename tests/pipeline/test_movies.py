@@ -20,7 +20,8 @@ from dreamframe_assets.core.ids import movie_id_for
 from dreamframe_assets.core.params import load_params
 from dreamframe_assets.pipeline import executor
 from dreamframe_assets.pipeline.code import STAGES, closure, code_files, module_name
-from dreamframe_assets.pipeline.steps import STEPS, read_retries, read_status, run_stage
+from dreamframe_assets.pipeline.movies import read_retries, read_status
+from dreamframe_assets.pipeline.steps import STEPS, run_stage
 from dreamframe_assets.runs import partition_ranges
 
 from ..conftest import REPO, TINY_THEMES, copy_built, materialize, metadata, warm_copy, write_project

@@ -1,0 +1,120 @@
+"""Which movies the dataset has, and what each has on disk: its files in a stage's folder,
+its last state in each stage, and its attempts (``retries.yaml``)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..core.cache import write_atomic
+from ..core.ids import movie_id_for
+from ..core.params import Params, ParamsError, load_themes, story_files
+
+MOVIES = "movies"  # data/<stage>/movies/<movie_id>.json: one movie's output of the stage
+STATUS_DIR = ".dreamframe/status"  # each movie's last state and attempt, per stage
+# Movies redone with a fresh attempt, per stage. An input like params.yaml (a DVC dep,
+# kept in git): a clone rebuilds the same attempts, so the same data.
+RETRIES_FILE = "retries.yaml"
+
+
+@dataclass
+class MovieState:
+    """How one movie came out of a stage this run."""
+
+    movie_id: str
+    # done | quarantined (a model could not write part of it) | failed | skipped (its upstream
+    # was quarantined: the movie has no output here, and that is not an error)
+    state: str
+    attempt: int = 0
+    cached: bool = False
+    version: str = ""  # content hash of the movie's item
+    error: str = ""
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+def movie_sources(root: Path, params: Params) -> dict[str, tuple[str, str]]:
+    """Every movie of the dataset: id -> ("theme", text) or ("story", path of an authors' file)."""
+    p = params.movie_plots
+    sources = {movie_id_for(theme): ("theme", theme) for theme in load_themes(root, p)}
+    for path in story_files(root, p):  # the paper authors' story files, imported as they are
+        sources["story-" + movie_id_for(path.stem)] = ("story", str(path))
+    return sources
+
+
+def movie_ids(root: Path, params: Params) -> list[str]:
+    """The dataset's movie ids, in params order: the partition keys of every per-movie asset."""
+    return list(movie_sources(root, params))
+
+
+def status_path(root: Path, stage: str) -> Path:
+    return Path(root) / STATUS_DIR / f"{stage}.json"
+
+
+def read_status(root: Path, stage: str) -> dict[str, dict]:
+    """Each movie's last state, attempt and error in ``stage`` (empty before the first run)."""
+    path = status_path(root, stage)
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def status_entry(s: MovieState) -> dict:
+    return {"state": s.state, "attempt": s.attempt, "error": s.error, "version": s.version}
+
+
+def write_status(root: Path, stage: str, status: dict[str, dict]) -> None:
+    write_atomic(status_path(root, stage), (json.dumps(status, indent=1, sort_keys=True) + "\n").encode())
+
+
+def read_retries(root: Path) -> dict[str, dict[str, int]]:
+    """``{stage: {movie_id: attempt}}`` from retries.yaml (empty when there is none)."""
+    import yaml
+
+    path = Path(root) / RETRIES_FILE
+    data = (yaml.safe_load(path.read_text()) if path.exists() else None) or {}
+    bad = [k for k, v in data.items() if not isinstance(v, dict) or not all(isinstance(a, int) for a in v.values())]
+    if bad:
+        raise ParamsError(f"{RETRIES_FILE}: {bad}: expected 'stage: {{movie id: attempt number}}'")
+    return data
+
+
+def write_retries(root: Path, retries: dict[str, dict[str, int]]) -> None:
+    import yaml
+
+    head = ("# Movies redone with a fresh attempt (dreamframe retry), per asset: movie id -> attempt.\n"
+            "# An input of the pipeline, like params.yaml: commit it with the data.\n")
+    body = yaml.safe_dump({k: dict(sorted(v.items())) for k, v in sorted(retries.items()) if v}, sort_keys=False)
+    write_atomic(Path(root) / RETRIES_FILE, (head + (body if body.strip() != "{}" else "")).encode())
+
+
+def movie_files(folder: Path, movie_id: str) -> list[Path]:
+    """A movie's files in a stage folder: ``<kind>/<movie_id>.<ext>`` and ``<kind>/<movie_id>/...``."""
+    found: list[Path] = []
+    for sub in sorted(p for p in folder.glob("*") if p.is_dir()):
+        for path in sub.glob(f"{movie_id}*"):
+            if path.is_dir() and path.name == movie_id:
+                found += sorted(p for p in path.rglob("*") if p.is_file())
+            elif path.is_file() and path.name.split(".")[0] == movie_id:
+                found.append(path)
+    return found
+
+
+def remove_files(paths: list[Path], folder: Path) -> list[str]:
+    """Delete a movie's files (and its emptied ``<kind>/<movie_id>/`` folder); their paths from the root."""
+    for path in paths:
+        path.unlink(missing_ok=True)
+        parent = path.parent
+        if parent.parent.parent == folder and parent.exists() and not any(parent.iterdir()):
+            parent.rmdir()
+    return [str(p.relative_to(folder.parents[1])) for p in paths]
+
+
+def remove_other_movies(folder: Path, keep: set[str], root: Path) -> list[str]:
+    """Files of movies no longer in the dataset (a removed theme takes its data with it)."""
+    gone = []
+    for sub in (p for p in folder.glob("*") if p.is_dir()):
+        for path in sub.iterdir():
+            if not path.name.startswith(".") and path.name.split(".")[0] not in keep:
+                gone.append(str(path.relative_to(root)))
+                shutil.rmtree(path) if path.is_dir() else path.unlink()
+    return gone
