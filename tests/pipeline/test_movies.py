@@ -286,3 +286,59 @@ def test_a_stage_peak_memory_does_not_grow_with_movies(built_dataset, tmp_path):
             tracemalloc.stop()
     assert len(themes) >= 8
     assert peaks[8] < 1.5 * peaks[2], peaks
+
+
+def test_the_sensor_adds_new_movies_and_deletes_removed_ones(project):
+    from dreamframe_assets.assets.movies import MOVIES, movies_sensor
+    from dreamframe_assets.resources import Workspace
+
+    instance = dg.DagsterInstance.ephemeral()
+    gone = "a-theme-no-longer-there-000000"
+    instance.add_dynamic_partitions(MOVIES.name, [movie_id_for(TINY_THEMES[0]), gone])
+    context = dg.build_sensor_context(instance=instance, resources={"workspace": Workspace(root=str(project))})
+    result = movies_sensor(context)
+    [add, delete] = result.dynamic_partitions_requests
+    assert list(add.partition_keys) == [movie_id_for(t) for t in TINY_THEMES[1:]]
+    assert list(delete.partition_keys) == [gone]
+
+
+@pytest.mark.integration
+def test_retry_failed_redoes_the_failed_movie_and_what_is_below_it(project, monkeypatch):
+    from typer.testing import CliRunner
+
+    from dreamframe_assets.cli import app
+    from dreamframe_assets.pipeline import backends
+
+    real = backends.RENDERERS["offline"]
+    broken = movie_id_for(TINY_THEMES[2])
+
+    class Flaky:  # the renderer fails on one movie until it is mended
+        failing = True
+
+        def __init__(self, params, root):
+            self.inner = real(params, root)
+
+        def identity(self):
+            return self.inner.identity()
+
+        def render(self, plot, *args):
+            if Flaky.failing and plot.movie.movie_id == broken:
+                raise RuntimeError("out of GPU memory")
+            return self.inner.render(plot, *args)
+
+    monkeypatch.setenv("DAGSTER_HOME", str(project / ".dagster"))
+    monkeypatch.setitem(backends.RENDERERS, "offline", Flaky)
+    runner = CliRunner()
+    first = runner.invoke(app, ["materialize", "--root", str(project)])
+    assert first.exit_code == 1 and "out of GPU memory" in first.output
+    assert read_status(project, "keyframes")[broken]["state"] == "failed"
+    status = runner.invoke(app, ["status", "--root", str(project)])
+    assert "failed" in status.output and "out of GPU memory" in status.output
+    Flaky.failing = False
+    retried = runner.invoke(app, ["retry", "--failed", "--root", str(project)])
+    assert retried.exit_code == 0, retried.output
+    assert "keyframes: retrying 1 movie(s)" in retried.output
+    for stage in ("keyframes", "qa_pairs"):
+        assert read_status(project, stage)[broken]["state"] == "done", stage
+    assert read_retries(project) == {"keyframes": {broken: 1}}
+    assert json.loads((project / "data/eval_scores/metrics.json").read_text())["counts"]["movies"] == 3
