@@ -156,6 +156,9 @@ def retry(
     unknown = [m for m in movies or [] if m not in ids]
     if unknown:
         raise typer.BadParameter(f"unknown movie(s) {unknown}; see: dreamframe status")
+    wrong = [s for s in stage or [] if s not in PER_MOVIE]
+    if wrong:
+        raise typer.BadParameter(f"--stage {wrong}: choose from {', '.join(PER_MOVIE)}")
     stages = [s for s in PER_MOVIE if not stage or s in stage]
     picked = (("quarantined",) if quarantined else ()) + (("failed",) if failed else ()) or ("quarantined", "failed")
     statuses = {name: read_status(root, name) for name in stages}
@@ -169,17 +172,15 @@ def retry(
     if not plan:
         console.print("nothing to retry")
         return
-    ok = True
-    for name in STAGES[min(STAGES.index(s) for s in plan):]:
+    for name in STAGES[min(STAGES.index(s) for s in plan):]:  # stops at the first failure, as a build does
         redo = plan.get(name, [])
         others = [m for m in ids if m not in redo]
         if redo:
             console.print(f"{name}: retrying {len(redo)} movie(s): {', '.join(redo)}")
-            ok &= run_dagster(root, [name], movies=redo, retry=True)
-        if others or name not in PER_MOVIE:  # the rest below a redone movie (unchanged ones are cache hits)
-            ok &= run_dagster(root, [name], movies=others if name in PER_MOVIE else None)
-    if not ok:
-        raise typer.Exit(1)
+            if not run_dagster(root, [name], movies=redo, retry=True):
+                raise typer.Exit(1)
+        if (others or name not in PER_MOVIE) and not run_dagster(root, [name], movies=others if name in PER_MOVIE else None):
+            raise typer.Exit(1)  # the rest below a redone movie (unchanged ones are cache hits)
 
 
 @app.command()
@@ -239,7 +240,11 @@ def validate(
             from .pipeline.steps import read_qa
 
             written = sorted({qa.movie_id for qa in read_qa(root)})
-            results.append((name, grounded_check(root, params, written)))
+            try:
+                results.append((name, grounded_check(root, params, written)))
+            except Exception as exc:  # noqa: BLE001 - e.g. a plot gone since the QA was written
+                err.print(f"[red]error[/red] qa_pairs: cannot check the QA against its plots: {exc}", highlight=False)
+                raise typer.Exit(1) from None
     passed = all(r.passed for _, r in results)
     for name, r in results:
         if not r.passed:

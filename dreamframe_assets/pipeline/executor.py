@@ -22,6 +22,7 @@ executor and the worker count.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, BrokenExecutor, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from typing import Any, Literal
@@ -130,7 +131,12 @@ def _share_cores(threads: int) -> None:
     """Each CPU worker's math libraries use its share of the cores, not all of them: N workers
     each starting one thread per core would fight over them."""
     for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        os.environ[name] = str(threads)
+        os.environ[name] = str(threads)  # for libraries not loaded yet
+    from threadpoolctl import threadpool_limits  # and for those the worker's imports already started
+
+    threadpool_limits(threads)
+    if "torch" in sys.modules:  # torch imported later reads OMP_NUM_THREADS
+        sys.modules["torch"].set_num_threads(threads)
 
 
 def _pin_gpu(counter) -> None:

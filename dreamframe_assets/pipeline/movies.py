@@ -78,6 +78,18 @@ def read_retries(root: Path) -> dict[str, dict[str, int]]:
     return data
 
 
+def record_attempt(root: Path, stage: str, movie_id: str, attempt: int) -> None:
+    """Note a movie's new attempt in retries.yaml (under a lock: runs of other stages write it too)."""
+    from filelock import FileLock
+
+    lock = Path(root) / STATUS_DIR / "retries.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(lock)):
+        retries = read_retries(root)
+        retries.setdefault(stage, {})[movie_id] = attempt
+        write_retries(root, retries)
+
+
 def write_retries(root: Path, retries: dict[str, dict[str, int]]) -> None:
     import yaml
 

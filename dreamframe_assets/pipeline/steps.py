@@ -58,10 +58,10 @@ from .movies import (
     movie_sources,
     read_retries,
     read_status,
+    record_attempt,
     remove_files,
     remove_other_movies,
     status_entry,
-    write_retries,
     write_status,
 )
 
@@ -70,6 +70,7 @@ log = logging.getLogger("dreamframe")
 SHEET_COLUMNS = 4
 # How each stage packs an item into the cache; part of every key, so raise it when
 # the packing changes (the code that makes items is versioned by ``code.code_version``).
+STATUS_EVERY = 2.0  # seconds between rewrites of a stage's status file during a run
 ITEM_FORMAT = {"movie_plots": 1, "style_banks": 2, "keyframes": 1, "qa_pairs": 3, "eval_scores": 1}
 
 
@@ -197,22 +198,29 @@ def _run_stage(root: Path, params: Params, stage: str, movies: list[str] | None,
             written.extend(remove_files(old, folder))  # never leave an output made from other inputs
             if outcome == "quarantined":
                 path = folder / "quarantine" / f"{mid}.json"
-                write_if_changed(path, json.dumps(value, sort_keys=True).encode())
-                written.append(str(path.relative_to(root)))
+                if write_if_changed(path, json.dumps(value, sort_keys=True).encode()):
+                    written.append(str(path.relative_to(root)))
             states[mid] = MovieState(mid, outcome, attempt, version=bytes_digest(json.dumps(value).encode())
                                      if outcome == "quarantined" else "", error=message if outcome == "quarantined" else value)
-        if not cached:  # a new state or attempt is on disk at once: a killed run keeps it
-            status[mid] = status_entry(states[mid])
-            write_status(root, stage, status)
+        entry = status_entry(states[mid])
+        if status.get(mid) != entry:  # a changed state is on disk soon: a killed run keeps it
+            status[mid] = entry
+            save_status()
         return outcome == "ok" and states[mid].state != "failed"
 
-    retries = read_retries(root)
-    if retry:  # written before any work: the new attempts are inputs from now on
-        retries[stage] = {**retries.get(stage, {}), **{m: retries.get(stage, {}).get(m, 0) + 1 for m in chosen if m in ids}}
-        write_retries(root, retries)
+    saved = [0.0]
+
+    def save_status(force: bool = False) -> None:
+        """The status file, rewritten at most every few seconds (it holds every movie)."""
+        if force or time.monotonic() - saved[0] > STATUS_EVERY:
+            write_status(root, stage, {mid: e for mid, e in status.items() if mid in known})
+            saved[0] = time.monotonic()
+
+    known = set(ids)
+    attempts = read_retries(root).get(stage, {})
     calls, pending = [], []
     for mid in chosen:
-        attempt = retries.get(stage, {}).get(mid, 0)
+        attempt = attempts.get(mid, 0) + (1 if retry else 0)
         try:
             if mid not in ids:
                 raise MissingInput(f"movie {mid!r} is not in movie_plots.themes, themes_file or stories_dir "
@@ -228,6 +236,8 @@ def _run_stage(root: Path, params: Params, stage: str, movies: list[str] | None,
         key = digest(stage, ITEM_FORMAT[stage], run.identity, code, attempt, parts)
         data = cache.get(key)
         if data is not None:
+            if retry:
+                record_attempt(root, stage, mid, attempt)
             settle(mid, attempt, "ok", data, cached=True)
         else:
             calls.append((compute_movie, (stage, params, str(root), args)))
@@ -239,12 +249,12 @@ def _run_stage(root: Path, params: Params, stage: str, movies: list[str] | None,
             outcome, value, detail = result if isinstance(result, tuple) else ("failed", f"{type(result).__name__}: {result}", "")
             if outcome == "failed" and detail:
                 log.debug("%s: movie %s failed:\n%s", stage, mid, detail)
+            if retry:  # the new attempt is an input from now on, once its movie is settled
+                record_attempt(root, stage, mid, attempt)
             if settle(mid, attempt, outcome, value, message=detail):
                 cache.put(key, value, item=mid)  # only an item that made its files is kept
     finally:
-        for mid, state in states.items():
-            status[mid] = status_entry(state)
-        write_status(root, stage, {mid: s for mid, s in status.items() if mid in set(ids)})
+        save_status(force=True)
 
     written += remove_other_movies(folder, set(ids), root)
     tables, counts, preview, extra = ASSEMBLE[stage](run, ids)
@@ -632,7 +642,7 @@ def evaluate_dataset(root: Path, params: Params) -> StepResult:
             calls.append((_eval_compute, (params, str(root), mid, plot_json, rows)))
         items[mid] = (key, data)
     failures = []
-    for i, result in executor.run_all(calls, params.executor, _eval_work(p)):
+    for i, result in executor.run_all(calls, params.executor, _eval_work(p), io_limit=p.blind.llm.concurrency):
         mid = calls[i][1][2]
         if isinstance(result, Exception):
             failures.append(f"{mid}: {type(result).__name__}: {result}")
