@@ -57,19 +57,12 @@ def _failures(result) -> list[str]:
 def run_dagster(root: Path, assets: list[str], movies: list[str] | None = None, retry: bool = False,
                 checks_only: bool = False) -> bool:
     """Materialize assets (one run per stage, all its movies in it) in the project's instance; print what failed."""
-    import dagster as dg
 
-    from .runs import materialize_stages, use_instance
+    from .runs import check_assets, materialize_stages
 
     level = os.environ.get("DREAMFRAME_LOG_LEVEL", "WARNING")
-    if checks_only:  # eval_scores' checks on the dataset tables (the per-movie assets check in their own step)
-        from .definitions import defs
-
-        os.environ["DREAMFRAME_ROOT"] = str(root)
-        results = [dg.materialize(
-            [*defs.assets, *defs.asset_checks], selection=dg.AssetSelection.checks_for_assets(*assets),
-            instance=use_instance(root), resources={"workspace": defs.resources["workspace"]}, raise_on_error=False,
-            run_config={"loggers": {"console": {"config": {"log_level": level}}}})]
+    if checks_only:
+        results = [check_assets(root, assets, log_level=level)]
     else:
         results = materialize_stages(root, assets, movies=movies, retry=retry, log_level=level)
     for result in results:
@@ -225,17 +218,15 @@ def validate(
 ) -> None:
     """Check existing data: table contracts, oracle grounding, duplicates, blind accuracy.
     Nothing is built or rewritten."""
-    from .assets.common import contract_check
-    from .assets.qa_pairs import QA_TABLES, grounded_check
-    from .core.store import PLOT_TABLES
+    from .assets.common import STAGE_TABLES, contract_check
+    from .assets.qa_pairs import grounded_check
 
     root = project_root(root)
     params = _checked(root)
-    tables = {"movie_plots": PLOT_TABLES, "style_banks": ("styles",), "keyframes": ("keyframes",), "qa_pairs": QA_TABLES}
     results = []
     for name in _selection(assets or []):
-        if name in tables:
-            results.append((name, contract_check(root, name, tables[name])))
+        if name in STAGE_TABLES:
+            results.append((name, contract_check(root, name, STAGE_TABLES[name])))
         if name == "qa_pairs" and results[-1][1].passed:
             from .pipeline.steps import read_qa
 

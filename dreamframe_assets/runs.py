@@ -43,6 +43,23 @@ def partition_ranges(order: list[str], chosen: list[str]) -> list[tuple[str, str
     return ranges
 
 
+def check_assets(root: Path, assets: list[str], instance=None, log_level: str = "WARNING"):
+    """Run the separate checks of ``assets`` (eval_scores' checks on the dataset tables) without
+    materializing anything; the per-movie assets check in their own step."""
+    import dagster as dg
+
+    from .definitions import defs
+
+    os.environ["DREAMFRAME_ROOT"] = str(root)
+    return dg.materialize([*defs.assets, *defs.asset_checks], selection=dg.AssetSelection.checks_for_assets(*assets),
+                          instance=instance or use_instance(root), resources={"workspace": defs.resources["workspace"]},
+                          raise_on_error=False, run_config=_log_config(log_level))
+
+
+def _log_config(level: str) -> dict:
+    return {"loggers": {"console": {"config": {"log_level": level}}}}
+
+
 def materialize_stages(root: Path, stages: list[str], instance=None, movies: list[str] | None = None,
                        retry: bool = False, log_level: str = "WARNING", stop_on_failure: bool = True) -> list:
     """Materialize ``stages`` in order, each in its own run(s); stop after a failed one. Returns the runs' results."""
@@ -54,7 +71,6 @@ def materialize_stages(root: Path, stages: list[str], instance=None, movies: lis
 
     os.environ["DREAMFRAME_ROOT"] = str(root)
     instance = instance or use_instance(root)
-    config = {"loggers": {"console": {"config": {"log_level": log_level}}}}
     results = []
     for stage in stages:
         runs: list[dict[str, str]] = [{}]
@@ -70,7 +86,7 @@ def materialize_stages(root: Path, stages: list[str], instance=None, movies: lis
         for tags in runs:
             result = dg.materialize([*defs.assets, *defs.asset_checks], selection=dg.AssetSelection.assets(stage),
                                     instance=instance, resources={"workspace": defs.resources["workspace"]},
-                                    raise_on_error=False, run_config=config, tags=tags)
+                                    raise_on_error=False, run_config=_log_config(log_level), tags=tags)
             results.append(result)
         if stop_on_failure and not all(r.success for r in results):
             break

@@ -59,7 +59,7 @@ def project(tmp_path: Path) -> Path:
 
 
 # ---------------------------------------------------------------- the graph, in process
-def materialize(root, selection=None, checks_only=False, instance=None, movies=None, retry=False):
+def materialize(root, selection=None, instance=None, movies=None, retry=False):
     """Assets through Dagster in this process, as the CLI and DVC run them (one run per stage,
     its movies in one run), on the project at ``root``. One result, the runs' events merged."""
     import dagster as dg

@@ -13,14 +13,14 @@ import dagster as dg
 import polars as pl
 
 from ..core.schemas import ContractError
-from ..core.store import read_table, stage_dir
+from ..core.store import PLOT_TABLES, read_table, stage_dir
 from ..pipeline.code import code_version
 from ..core.cache import digest
 from ..pipeline.movies import MovieState
 from ..pipeline.steps import StepResult, run_stage
 from .movies import MOVIES, RETRY_TAG
 
-__all__ = ["code_version", "contract_check", "image_md", "movie_asset", "run_movies", "to_result"]
+__all__ = ["STAGE_TABLES", "contract_check", "image_md", "movie_asset", "run_movies", "to_result"]
 
 
 def _table(df: pl.DataFrame) -> dg.TableMetadataValue:
@@ -92,6 +92,9 @@ def contract_check(root: Path, stage: str, tables: tuple[str, ...], files: tuple
 
 
 LISTED = 20  # names listed in a per-movie materialization's metadata (the counts say how many in all)
+# The dataset tables each per-movie asset assembles (data/<asset>/<table>.parquet).
+STAGE_TABLES: dict[str, tuple[str, ...]] = {"movie_plots": PLOT_TABLES, "style_banks": ("styles",),
+                                            "keyframes": ("keyframes",), "qa_pairs": ("qa", "quarantine", "dropped")}
 POOLS = {"movie_plots": "llm", "qa_pairs": "llm", "style_banks": "gpu", "keyframes": "gpu"}
 
 
@@ -121,15 +124,15 @@ def movie_metadata(m: MovieState) -> dict:
             **{f"movie_{k}": v for k, v in m.counts.items()}, **({"reason": m.error[:500]} if m.error else {})}
 
 
-def run_movies(context: dg.AssetExecutionContext, root: Path, params: Any, stage: str, tables: tuple[str, ...],
-               files: tuple[str, ...] = (), checks: tuple[Callable[[StepResult], dg.AssetCheckResult], ...] = (),
+def run_movies(context: dg.AssetExecutionContext, root: Path, params: Any, stage: str,
+               checks: tuple[Callable[[StepResult], dg.AssetCheckResult], ...] = (),
                details: Callable[[StepResult], dict] | None = None) -> Iterator[Any]:
     """Build the run's movies (its partitions); on success one materialization of them all
     with the stage's checks, else one per movie that worked and a failure naming the others."""
     retry = context.run.tags.get(RETRY_TAG, "").lower() in ("1", "true", "yes")
     result = run_stage(root, params, stage, list(context.partition_keys), retry)
     quarantined = [m.movie_id for m in result.movies.values() if m.state == "quarantined"]
-    results = [contract_check(root, stage, tables, files, check_name=f"{stage}_contract"), dg.AssetCheckResult(
+    results = [contract_check(root, stage, STAGE_TABLES[stage], check_name=f"{stage}_contract"), dg.AssetCheckResult(
         check_name=f"{stage}_quarantine", passed=not quarantined, severity=dg.AssetCheckSeverity.WARN,
         description=f"quarantined: {quarantined} (dreamframe retry --quarantined)" if quarantined
         else "no movie had a part a model could not write",

@@ -11,7 +11,7 @@ from .common import image_md, movie_asset, run_movies
              "movie plus keyframes.parquet.", deps=["movie_plots", "style_banks"])
 def keyframes(context: dg.AssetExecutionContext, workspace: Workspace):
     root = workspace.path
-    yield from run_movies(context, root, workspace.params(), "keyframes", ("keyframes",),
+    yield from run_movies(context, root, workspace.params(), "keyframes",
                           details=lambda result: {"contact_sheet": image_md("Keyframes", sample_sheet(root))})
 
 

@@ -2,7 +2,6 @@
 
 import dagster as dg
 
-from ..core.store import PLOT_TABLES
 from ..resources import Workspace
 from .common import movie_asset, run_movies
 
@@ -10,4 +9,4 @@ from .common import movie_asset, run_movies
 @movie_asset("movie_plots", "story", "Three-level story expansion per theme: movies, characters, substories, "
              "tinystories, frames, dialogue and the levels' QA pairs.", deps=[])
 def movie_plots(context: dg.AssetExecutionContext, workspace: Workspace):
-    yield from run_movies(context, workspace.path, workspace.params(), "movie_plots", PLOT_TABLES)
+    yield from run_movies(context, workspace.path, workspace.params(), "movie_plots")

@@ -10,8 +10,6 @@ from ..pipeline.steps import StepResult, read_plot, read_qa
 from ..resources import Workspace
 from .common import image_md, movie_asset, run_movies
 
-QA_TABLES = ("qa", "quarantine", "dropped")
-
 
 @movie_asset("qa_pairs", "qa", "The story levels' what/why/how/where/overview questions and questions grounded "
              "in the frames, through the gates (options, length, evidence, oracle, duplicates, qtype cap).",
@@ -24,7 +22,7 @@ def qa_pairs(context: dg.AssetExecutionContext, workspace: Workspace):
     def grounded(result: StepResult) -> dg.AssetCheckResult:
         return grounded_check(root, params, [m for m, s in result.movies.items() if s.state in ("done", "quarantined")])
 
-    yield from run_movies(context, root, params, "qa_pairs", QA_TABLES, checks=(grounded,),
+    yield from run_movies(context, root, params, "qa_pairs", checks=(grounded,),
                           details=lambda r: {"qtype_chart": image_md("Question types", qtype_mix_png(r.extra["qtype_share"]))})
 
 

@@ -9,4 +9,4 @@ from .common import movie_asset, run_movies
 @movie_asset("style_banks", "style", "Per movie, the immobilized style: reference images drawn from its style "
              "description and the style parameters learned from them.", deps=["movie_plots"])
 def style_banks(context: dg.AssetExecutionContext, workspace: Workspace):
-    yield from run_movies(context, workspace.path, workspace.params(), "style_banks", ("styles",))
+    yield from run_movies(context, workspace.path, workspace.params(), "style_banks")

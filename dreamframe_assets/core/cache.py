@@ -60,7 +60,6 @@ class ItemCache:
         self.hits = 0
         self.misses = 0
         self.missed: list[str] = []  # item names recomputed this run
-        self.quarantined: list[dict] = []  # rows of items a model could not write (not cached)
 
     def _path(self, key: str) -> Path:
         return self.dir / key[:2] / key
@@ -79,12 +78,8 @@ class ItemCache:
         self.missed.append(item or key)
 
     def get_or_compute(self, key: str, compute: Callable[[], bytes], item: str = "") -> bytes:
-        path = self._path(key)
-        if path.exists():
-            self.hits += 1
-            return path.read_bytes()
-        data = compute()
-        write_atomic(path, data)
-        self.misses += 1
-        self.missed.append(item or key)
+        data = self.get(key)
+        if data is None:
+            data = compute()
+            self.put(key, data, item)
         return data

@@ -89,7 +89,6 @@ class MissingInput(RuntimeError):
 @dataclass
 class StepResult:
     stage: str
-    files: list[Path]
     written: list[str]  # files whose content changed this run
     data_version: str  # hash of every output file's content
     hits: int
@@ -265,7 +264,7 @@ def _run_stage(root: Path, params: Params, stage: str, movies: list[str] | None,
     if usage_before is not None:  # the backend lives as long as the process: this run's share
         extra["llm_usage"] = {k: v - usage_before.get(k, 0) for k, v in made.usage().items()}
     counts = {**counts, **{s: sum(m.state == s for m in states.values()) for s in ("quarantined", "failed", "skipped")}}
-    return StepResult(stage=stage, files=sorted(tables), written=sorted(set(written)), data_version=version,
+    return StepResult(stage=stage, written=sorted(set(written)), data_version=version,
                       hits=cache.hits, misses=cache.misses, redone=cache.missed, counts=counts, preview=preview,
                       seconds=time.perf_counter() - t0, extra=extra, movies=states)
 
@@ -668,7 +667,7 @@ def evaluate_dataset(root: Path, params: Params) -> StepResult:
         files[folder / "plots" / name] = data
     written = [str(p.relative_to(root)) for p, data in files.items() if write_if_changed(p, data)]
     version = digest(sorted((str(p.relative_to(root)), bytes_digest(d)) for p, d in files.items()))
-    return StepResult(stage="eval_scores", files=sorted(files), written=written, data_version=version,
+    return StepResult(stage="eval_scores", written=written, data_version=version,
                       hits=cache.hits, misses=cache.misses, redone=cache.missed, counts=summary["counts"],
                       seconds=time.perf_counter() - t0, extra={"metrics": summary, "embeddings": embedder.stats()})
 
