@@ -106,9 +106,9 @@ class MoviePlotsParams(_Group):
     themes: list[str] = []
     themes_file: str = "themes.txt"  # one theme a line; '#' starts a comment
     stories_dir: str = "stories"  # story files in the paper authors' JSON format, imported as movies
-    substories: Count = 2  # l: substories per movie (level 1)
-    tinystories: Count = 3  # m: tinystories per substory (level 2)
-    frames: Count = 5  # n: frames per tinystory (level 3)
+    substories: Count = 3  # l: substories per movie (level 1)
+    tinystories: Count = 4  # m: tinystories per substory (level 2)
+    frames: Count = 4  # n: frames per tinystory (level 3)
     seed: Seed = 0
     writer: str = "offline"  # offline | llm
     llm: LLMParams = LLMParams()
@@ -135,7 +135,7 @@ class KeyframesParams(_Group):
 class QAPairsParams(_Group):
     writer: str = "offline"  # offline | llm
     max_qtype_share: Annotated[float, Field(gt=0.0, le=1.0)] = 0.3
-    grounded_per_frame: Annotated[float, Field(ge=0.0, le=10.0)] = 2.5
+    grounded_per_frame: Annotated[float, Field(ge=0.0, le=1.0)] = 1.0  # a keyframe answers one question at most
     seed: Seed = 0
     llm: LLMParams = LLMParams()
     # quality gates: what fails one is dropped into dropped.parquet with its reason

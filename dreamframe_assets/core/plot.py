@@ -19,6 +19,16 @@ class Character:
     appearance: str  # e.g. "a tall woman with short grey hair in red"
     clothing_colour: str  # a key of CLOTHING_COLOURS
 
+    @property
+    def look(self) -> str:
+        """The appearance without its clothing colour ("a tall woman with short grey hair"):
+        how questions and options name a person, so that naming someone never answers a
+        question about the colour they wear."""
+        for ending in (f" in {self.clothing_colour}", f" wearing {self.clothing_colour}"):
+            if self.appearance.endswith(ending):
+                return self.appearance[: -len(ending)]
+        return self.appearance
+
 
 @dataclass(frozen=True)
 class Location:

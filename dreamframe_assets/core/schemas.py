@@ -15,9 +15,12 @@ from .vocabulary import (
     CLOTHING_COLOURS,
     EXPRESSIONS,
     LOCATION_KINDS,
+    MAX_OPTIONS,
+    MIN_OPTIONS,
     OBJECTS,
     PLOT_LEVELS,
     PLOT_QTYPES,
+    QA_GATES,
     QA_LEVELS,
     QTYPES,
 )
@@ -168,7 +171,7 @@ SCHEMAS: dict[str, pa.DataFrameSchema] = {
         {
             "movie_id": _text(),
             "qa_id": _text(),
-            "gate": pa.Column(Str, pa.Check.isin(["options", "length", "evidence", "oracle", "duplicate", "qtype_cap"])),
+            "gate": pa.Column(Str, pa.Check.isin(list(QA_GATES))),
             "reason": _text(),
             "level": pa.Column(Str),
             "qtype": pa.Column(Str),
@@ -216,16 +219,17 @@ SCHEMAS: dict[str, pa.DataFrameSchema] = {
             "question": _text(),
             "answer": _text(),
             "options": pa.Column(StrList),
-            "answer_index": pa.Column(Int, pa.Check.in_range(0, 3)),
+            "answer_index": pa.Column(Int, pa.Check.in_range(0, MAX_OPTIONS - 1)),
             "evidence_frames": pa.Column(IntList),
             "subject": pa.Column(Str, nullable=True),
             "source": _text(),
         },
         strict=True,
         checks=[
-            _frame_check("four options", pl.col("options").list.len() == 4),
+            _frame_check(f"{MIN_OPTIONS} to {MAX_OPTIONS} options",
+                         pl.col("options").list.len().is_between(MIN_OPTIONS, MAX_OPTIONS)),
             _frame_check(
-                "options distinct", pl.col("options").list.unique().list.len() == 4
+                "options distinct", pl.col("options").list.unique().list.len() == pl.col("options").list.len()
             ),
             _frame_check(
                 "answer is the indexed option",

@@ -19,6 +19,11 @@ PLOT_QTYPES = ("overview", *STORY_QTYPES)
 GROUNDED_QTYPES = ("who", "count", "action", "location", "colour", "order", "speaker")  # read off the frames
 QTYPES = (*PLOT_QTYPES, *GROUNDED_QTYPES)
 OVERVIEW_QUESTION = "Describe in detail the events that occur in this movie."
+NUMBER_WORDS = ("one", "two", "three", "four", "five", "six")  # answers of "How many people ...?"
+# Options of a multiple-choice QA: 4, or 3 where the movie has only three values of the kind asked.
+MIN_OPTIONS, MAX_OPTIONS = 3, 4
+# The quality gates a QA passes to ship, in order (qa/gates.py).
+QA_GATES = ("options", "length", "evidence", "oracle", "reveal", "duplicate", "qtype_cap")
 
 
 # ---------------------------------------------------------------- what a frame shows
@@ -325,3 +330,38 @@ def drop_lookalikes(text: str) -> str:
     out = re.sub(r"\s+([,.;])", r"\1", out)
     out = re.sub(r",\s*,", ",", out)
     return " ".join(out.split()).strip(" ,;")
+
+
+# ---------------------------------------------------------------- phrases
+# Kind of place -> the preposition before its name ("in the pine forest", "at the old lighthouse").
+KIND_PREP: dict[str, str] = {
+    "forest": "in", "beach": "on", "street": "in", "room": "in", "shop": "in", "hall": "in",
+    "lighthouse": "at", "harbor": "at", "mountain": "at", "desert": "in", "snowfield": "on",
+    "laboratory": "in", "market": "at", "station": "at", "library": "in", "garden": "in",
+}
+
+# Expression -> the adjective of "X looks ..." ("smiling" -> "happy").
+EXPRESSION_ADJ: dict[str, str] = {
+    "smiling": "happy", "frowning": "displeased", "surprised": "surprised", "calm": "calm",
+    "worried": "worried", "determined": "determined", "laughing": "amused", "sad": "sad",
+}
+
+
+def with_article(word: str) -> str:
+    """'a lantern' / 'an umbrella'."""
+    return ("an " if word[:1].lower() in "aeiou" else "a ") + word
+
+
+def doing_phrase(action: str, held_object: str | None) -> str:
+    """What a frame shows someone doing, as a verb phrase: 'holding a lantern', 'hugging someone', 'walking'."""
+    verb = ACTION_VERBS[action]
+    if action == "hold" and held_object:
+        return f"{verb} {with_article(held_object)}"
+    if action == "hug":
+        return f"{verb} someone"
+    return verb
+
+
+def place_phrase(kind: str | None, name: str) -> str:
+    """'in the pine forest' / 'at the old lighthouse' ('at' for a place of unknown kind)."""
+    return f"{KIND_PREP.get(kind or '', 'at')} {name}"

@@ -14,7 +14,7 @@ from typing import Any, Protocol, Sequence
 import numpy as np
 
 from ..core.plot import QA, Frame, MoviePlot
-from ..qa.offline import describe_frame
+from ..core.vocabulary import doing_phrase
 
 
 class Embedder(Protocol):
@@ -55,7 +55,9 @@ def frame_text(plot: MoviePlot, frame: Frame) -> str:
     """What a text retriever knows of a frame: its number (questions name keyframes by it),
     its description and the lines spoken after it."""
     lines = [f'"{line.text}"' for line in plot.dialogue if line.after_frame == frame.frame_index]
-    return " ".join([f"Keyframe {frame.frame_index + 1}: {describe_frame(plot, frame)}."] + lines)
+    people = " and ".join(f"{plot.character(c).name}, {plot.character(c).appearance}," for c in frame.characters)
+    shows = f"{people} {doing_phrase(frame.action, frame.held_object)} in {frame.location}"
+    return " ".join([f"Keyframe {frame.frame_index + 1}: {shows}."] + lines)
 
 
 def retrieval_aps(qas: Sequence[QA], frame_vectors: np.ndarray, question_vectors: np.ndarray) -> list[float | None]:

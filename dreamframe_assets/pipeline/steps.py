@@ -71,7 +71,7 @@ SHEET_COLUMNS = 4
 # How each stage packs an item into the cache; part of every key, so raise it when
 # the packing changes (the code that makes items is versioned by ``code.code_version``).
 STATUS_EVERY = 2.0  # seconds between rewrites of a stage's status file during a run
-ITEM_FORMAT = {"movie_plots": 1, "style_banks": 2, "keyframes": 1, "qa_pairs": 3, "eval_scores": 1}
+ITEM_FORMAT = {"movie_plots": 1, "style_banks": 2, "keyframes": 1, "qa_pairs": 4, "eval_scores": 1}
 
 
 class StepError(RuntimeError):
@@ -515,8 +515,8 @@ def _qa_compute(writer: Any, params: Params, root: Path, mid: str, frames: int, 
     embedder = load_once(("embedder", p.embedder.model_dump_json(), str(root)),
                          lambda: TextEmbedder(p.embedder, root / backends.EMBED_CACHE))
     batch = writer.write(plot, p.grounded_per_frame, p.max_qtype_share, seed)
-    kept, dropped = gates.apply_gates(plot, list(batch.qas), frames, embedder, **_qa_gate_params(params))
-    return json.dumps({"qa": [as_row(q) for q in kept], "dropped": dropped,
+    kept, dropped, written = gates.apply_gates(plot, list(batch.qas), frames, embedder, **_qa_gate_params(params))
+    return json.dumps({"qa": [as_row(q) for q in kept], "dropped": dropped, "written": written,
                        "quarantine": [as_row(q) for q in batch.quarantine]}).encode()
 
 
@@ -530,6 +530,7 @@ def _qa_files(run: Run, mid: str, data: bytes) -> tuple[dict[Path, bytes], str, 
 
 def _qa_assemble(run: Run, ids: list[str]) -> tuple[dict[Path, bytes], dict, pl.DataFrame, dict]:
     rows: dict[str, list[dict]] = {"qa": [], "dropped": [], "quarantine": []}
+    written: list[dict] = []
     movies = 0
     for mid in ids:
         path = run.folder / MOVIES / f"{mid}.json"
@@ -538,7 +539,9 @@ def _qa_assemble(run: Run, ids: list[str]) -> tuple[dict[Path, bytes], dict, pl.
             item = _json(path)
             for name in rows:
                 rows[name].extend(item[name])
-    files = {}
+            written.append(item["written"])
+    files = {run.folder / "gates.json": (json.dumps(gate_report(written, rows["dropped"], rows["qa"]), indent=2,
+                                                    sort_keys=True) + "\n").encode()}
     for name, table_rows in rows.items():
         table = rows_table(name, table_rows)
         validate(name, table, where=f"qa_pairs/{name}.parquet")
@@ -552,6 +555,39 @@ def _qa_assemble(run: Run, ids: list[str]) -> tuple[dict[Path, bytes], dict, pl.
     counts = {"movies": movies, "qa_pairs": len(rows["qa"]), "grounded": int(table["qtype"].is_in(GROUNDED_QTYPES).sum()),
               "dropped": len(rows["dropped"]), "quarantined_qa": len(rows["quarantine"])}
     return files, counts, table.select("qa_id", "qtype", "question", "answer").head(10), extra
+
+
+def gate_report(written: list[dict], dropped: list[dict], shipped: list[dict]) -> dict:
+    """What the QA writers produced, what each gate dropped and what ships, per qtype: a writer
+    that regresses shows up here as a number, though the gates keep what ships clean."""
+    made: dict[str, int] = {}
+    wrong: dict[str, int] = {}
+    for item in written:
+        for q, n in item["written"].items():
+            made[q] = made.get(q, 0) + n
+        for q, n in item["oracle_wrong"].items():
+            wrong[q] = wrong.get(q, 0) + n
+    total = sum(made.values())
+    by_gate: dict[str, dict[str, int]] = {}
+    for row in dropped:
+        gate = by_gate.setdefault(row["gate"], {})
+        gate[row["qtype"]] = gate.get(row["qtype"], 0) + 1
+    ships: dict[str, int] = {}
+    for row in shipped:
+        ships[row["qtype"]] = ships.get(row["qtype"], 0) + 1
+
+    def share(n: int, of: int) -> float:
+        return round(n / of, 4) if of else 0.0
+
+    return {
+        "written": {"qa_pairs": total, "by_qtype": made,
+                    "oracle_accuracy": round(1 - share(sum(wrong.values()), total), 4) if total else 1.0,
+                    "oracle_accuracy_by_qtype": {q: round(1 - share(wrong.get(q, 0), n), 4) for q, n in made.items()},
+                    "duplicate_rate": share(sum(item["duplicates"] for item in written), total)},
+        "dropped": {"qa_pairs": len(dropped), "by_gate": {g: sum(c.values()) for g, c in by_gate.items()},
+                    "by_gate_and_qtype": by_gate},
+        "shipped": {"qa_pairs": len(shipped), "by_qtype": ships, "share_of_written": share(len(shipped), total)},
+    }
 
 
 def write_qa_pairs(root: Path, params: Params, movies: list[str] | None = None, retry: bool = False) -> StepResult:

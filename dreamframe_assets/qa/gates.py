@@ -5,6 +5,11 @@ that exist, answered by the oracle from those frames, and not a repeat. A QA tha
 fails a gate is dropped into ``qa_pairs/dropped.parquet`` with the gate and the
 reason, and counted in metadata: nothing is silently lost.
 
+Reveals: a QA whose question states the answer of a QA of the same movie (the right
+option's distinguishing words, and none of the wrong options') gives that answer away
+to a model shown the movie's QA together, as trainers that pack a video's QA into one
+conversation do; the revealing QA is dropped (``reveal_pairs``).
+
 Near-duplicates: two QAs of a movie whose "question + answer" embeddings have a
 cosine of at least the threshold AND the same evidence frames ask the same thing
 about the same moment; the later one is dropped. (Template questions about
@@ -14,16 +19,19 @@ alike as text but not duplicates.)
 
 from __future__ import annotations
 
+import re
+from collections import Counter
 from typing import Any, Protocol
 
 import numpy as np
 
 from ..core.plot import QA, MoviePlot
+from ..core.vocabulary import MAX_OPTIONS, MIN_OPTIONS, QA_GATES
 from ..models.embed import normalize
 from .offline import cap_qtypes
 from .oracle import OracleAnswerer
 
-GATES = ("options", "length", "evidence", "oracle", "duplicate", "qtype_cap")
+GATES = QA_GATES
 
 
 class Embedder(Protocol):
@@ -31,13 +39,13 @@ class Embedder(Protocol):
 
 
 def option_problem(qa: QA) -> str | None:
-    """Four distinct options, exactly one of them the answer, at ``answer_index``."""
+    """Three or four distinct options, exactly one of them the answer, at ``answer_index``."""
     options = [o.strip().lower() for o in qa.options]
-    if len(options) != 4:
-        return f"{len(options)} options, not 4"
-    if len(set(options)) != 4:
+    if not MIN_OPTIONS <= len(options) <= MAX_OPTIONS:
+        return f"{len(options)} options, not {MIN_OPTIONS} to {MAX_OPTIONS}"
+    if len(set(options)) != len(options):
         return "options are not distinct"
-    if not 0 <= qa.answer_index < 4 or qa.options[qa.answer_index] != qa.answer:
+    if not 0 <= qa.answer_index < len(options) or qa.options[qa.answer_index] != qa.answer:
         return "the answer is not the option at answer_index"
     if options.count(qa.answer.strip().lower()) != 1:
         return "the answer appears more than once among the options"
@@ -99,6 +107,56 @@ def duplicate_pairs(qas: list[QA], vectors: np.ndarray, threshold: float) -> dic
     return out
 
 
+def _words(text: str) -> list[str]:
+    return re.findall(r"[a-z0-9']+", text.lower())
+
+
+def option_phrases(options: tuple[str, ...]) -> list[str]:
+    """What tells each option apart: its words without those every option starts or ends with
+    ("Zoltan looks sad." -> "sad")."""
+    words = [_words(o) for o in options]
+    shortest = min((len(w) for w in words), default=0)
+    head = 0
+    while head < shortest and len({tuple(w[: head + 1]) for w in words}) == 1:
+        head += 1
+    tail = 0
+    while tail < shortest - head and len({tuple(w[len(w) - tail - 1:]) for w in words}) == 1:
+        tail += 1
+    return [" ".join(w[head: len(w) - tail]) for w in words]
+
+
+_REFERENT = re.compile(r'"[^"]+"|\bkeyframes? \d+\b')
+
+
+def referents(question: str) -> set[str]:
+    """What a question is about: the titles and lines it quotes and the keyframes it names."""
+    return set(_REFERENT.findall(question))
+
+
+def reveal_pairs(qas: list[QA]) -> list[tuple[int, int]]:
+    """(j, i): the question of QA j states the answer of QA i and none of i's wrong options,
+    about the same thing (a title, line or keyframe both name), or j is i: a question that
+    echoes its own answer. Same movie only."""
+    phrases = [option_phrases(qa.options) for qa in qas]
+    every = sorted({p for ps in phrases for p in ps if p}, key=len, reverse=True)
+    if not every:
+        return []
+    pattern = re.compile(r"\b(?:" + "|".join(re.escape(p) for p in every) + r")\b")
+    found = [set(pattern.findall(" ".join(_words(qa.question)))) for qa in qas]
+    about = [referents(qa.question) for qa in qas]
+    out = []
+    for i, qa in enumerate(qas):
+        right = phrases[i][qa.answer_index]
+        wrong = {p for k, p in enumerate(phrases[i]) if k != qa.answer_index}
+        if not right:
+            continue
+        for j, said in enumerate(found):
+            if (right in said and not (wrong & said) and qas[j].movie_id == qa.movie_id
+                    and (j == i or about[i] & about[j])):
+                out.append((j, i))
+    return out
+
+
 def dedup_text(qa: QA) -> str:
     return f"{qa.question} {qa.answer}"
 
@@ -113,8 +171,9 @@ def apply_gates(
     max_answer_words: int,
     near_duplicate_threshold: float,
     max_qtype_share: float,
-) -> tuple[list[QA], list[dict[str, Any]]]:
-    """One movie's QAs through every gate; returns (kept, dropped rows)."""
+) -> tuple[list[QA], list[dict[str, Any]], dict[str, Any]]:
+    """One movie's QAs through every gate; returns (kept, dropped rows, what the writer
+    produced: QAs per qtype, oracle misses per qtype and near-duplicates, before any gate)."""
     oracle = OracleAnswerer()
     dropped: list[dict[str, Any]] = []
 
@@ -123,11 +182,16 @@ def apply_gates(
                         "level": qa.level, "qtype": qa.qtype, "question": qa.question, "answer": qa.answer})
 
     kept: list[QA] = []
+    oracle_wrong: Counter = Counter()
     for qa in qas:
         problem = option_problem(qa)
         if problem:
             drop(qa, "options", problem)
+            oracle_wrong[qa.qtype] += 1
             continue
+        pick = oracle.answer_one(plot, qa)
+        if pick != qa.answer_index:
+            oracle_wrong[qa.qtype] += 1
         problem = length_problem(qa, min_answer_words, max_answer_words)
         if problem:
             drop(qa, "length", problem)
@@ -136,16 +200,28 @@ def apply_gates(
         if problem:
             drop(qa, "evidence", problem)
             continue
-        pick = oracle.answer_one(plot, qa)
         if pick != qa.answer_index:
             said = qa.options[pick] if pick >= 0 else "no option"
             drop(qa, "oracle", f"the oracle, reading the frames and plot, picks {said!r}")
             continue
         kept.append(qa)
 
-    if kept:
-        vectors = embedder.encode([dedup_text(qa) for qa in kept])
-        dupes = duplicate_pairs(kept, vectors, near_duplicate_threshold)
+    revealing: dict[int, int] = {}
+    for j, i in reveal_pairs(kept):
+        if i == j or j not in revealing:
+            revealing[j] = i  # an echo of its own answer is the reason given first
+    for j, i in revealing.items():
+        what = "its own answer" if i == j else f"the answer of {kept[i].qa_id} ({kept[i].question!r})"
+        drop(kept[j], "reveal", f"the question states {what}")
+    kept = [qa for j, qa in enumerate(kept) if j not in revealing]
+
+    written_dupes = 0
+    if qas:
+        vectors = embedder.encode([dedup_text(qa) for qa in qas])
+        written_dupes = len(duplicate_pairs(list(qas), vectors, near_duplicate_threshold))
+        index = {qa.qa_id: k for k, qa in enumerate(qas)}
+        kept_vectors = vectors[[index[qa.qa_id] for qa in kept]] if kept else vectors[:0]
+        dupes = duplicate_pairs(kept, kept_vectors, near_duplicate_threshold) if kept else {}
         for i, j in dupes.items():
             drop(kept[i], "duplicate", f"repeats {kept[j].qa_id} ({kept[j].question!r})")
         kept = [qa for i, qa in enumerate(kept) if i not in dupes]
@@ -154,7 +230,10 @@ def apply_gates(
     for qa in kept:
         if qa.qa_id not in capped_ids:
             drop(qa, "qtype_cap", f"{qa.qtype} above {max_qtype_share:.0%} of the movie's QAs")
-    return [qa for qa in kept if qa.qa_id in capped_ids], dropped
+    kept = [qa for qa in kept if qa.qa_id in capped_ids]
+    report = {"written": dict(Counter(qa.qtype for qa in qas)), "oracle_wrong": dict(oracle_wrong),
+              "duplicates": written_dupes}
+    return kept, dropped, report
 
 
 def duplicate_rate(qas: list[QA], vectors: np.ndarray, threshold: float) -> float:

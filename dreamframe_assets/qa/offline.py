@@ -1,51 +1,175 @@
 """QA pairs: the story levels' questions plus questions grounded in the frames.
 
-Every QA is multiple choice with 4 options, exactly one correct, and names the
-frames that show its answer. Level QAs (what / why / how / where / overview) come
-from the plot; their wrong options are the same field of *other* plot items put in
-the same sentence, so the form of an option never gives the answer away. Grounded
-QAs (who, count, action, location, colour, order, speaker) are read off the
-structured frames, which is what the keyframes draw. No qtype may exceed
+A QA is multiple choice (3 or 4 options, exactly one correct) and names the frames
+that show its answer. Two rules keep it from being answerable without looking:
+
+- **Options from inside the movie, answers spread evenly.** Every option is a value
+  of the same kind that exists in the same movie (another of its people, colours,
+  places, actions, lines, events), and the right answer is drawn uniformly from those
+  values before a frame showing it is looked for. So how often an option appears
+  across a movie's QA says nothing about whether it is right. A movie with fewer than
+  three such values gets no question of that kind: a filler from outside the movie
+  would never be right, and would be spotted as never right.
+- **No question answers another.** People are named by position in the frame
+  ("the person furthest to the left") and by their look without their clothing
+  colour; a keyframe gets at most one grounded question, and a tinystory (one scene,
+  shots that share their cast and place) at most one of each kind, so the answer of
+  one question is not the answer of its neighbour. The ``reveal`` gate drops
+  whatever still states another question's answer.
+
+Level QAs (what / why / how / where) come from the plot; their wrong options are the
+same field of other plot items put in the same sentence. The overview question's
+multiple-choice form tells the movie's events in four orders. No qtype may exceed
 ``max_qtype_share`` of a movie's QAs: the paper's data is 68% "why", a known skew.
 """
 
 from __future__ import annotations
 
 import random
-import re
 from collections import Counter
+from collections.abc import Sequence
 
 from ..core.cache import digest
 from ..core.plot import Frame, MoviePlot, QABatch, answer_key, field_value, number_qas
-from ..core.vocabulary import ACTION_VERBS, ACTIONS, CLOTHING_COLOURS, OBJECTS
+from ..core.vocabulary import (
+    EXPRESSION_ADJ,
+    MAX_OPTIONS,
+    MIN_OPTIONS,
+    NUMBER_WORDS,
+    doing_phrase,
+    place_phrase,
+    with_article,
+)
 
-OPTIONS = 4
-NUMBER_WORDS = ("one", "two", "three", "four", "five", "six")
-POSITIONS = {1: ("only",), 2: ("left", "right"), 3: ("left", "middle", "right")}
-GROUNDED_ROTATION = ("who", "action", "location", "count", "colour")
+OPTIONS = MAX_OPTIONS  # fewer than MIN_OPTIONS values of a kind in a movie: no question of that kind
+SIDES = ("left", "right")
+FRAME_QTYPES = ("who", "action", "location", "count", "colour")
+# Qtypes about one person of a frame: one of them per tinystory, so that "who is on the
+# left" and "what colour is the person on the left" are never asked of the same shots.
+GROUP = {"who": "person", "colour": "person"}
+EVENTS = 4  # events told by the overview's multiple-choice options
+
+
+def person_at(frame: Frame, side: str) -> str:
+    """The char_id furthest to the ``side`` of a frame (characters are drawn left to right)."""
+    return frame.characters[0 if side == "left" else -1]
+
+
+def describe_frame(plot: MoviePlot, frame: Frame) -> str:
+    """What a frame shows, by the names of its people: 'Nadia and Cyrus are hugging someone.'
+    No place and no look, so an order question answers no where or who question."""
+    names = [plot.character(c).name for c in frame.characters]
+    if len(names) == 1:
+        return f"{names[0]} is {doing_phrase(frame.action, frame.held_object)}."
+    doing = "hugging one another" if frame.action == "hug" else doing_phrase(frame.action, frame.held_object)
+    return f"{', '.join(names[:-1])} and {names[-1]} are {doing}."
+
+
+def choose_options(answer: str, values: Sequence[str], rng: random.Random) -> tuple[tuple[str, ...], int] | None:
+    """The answer and up to three other ``values`` of the movie, shuffled; None with too few."""
+    others = [v for v in dict.fromkeys(values) if answer_key(v) != answer_key(answer)]
+    picked = rng.sample(others, min(OPTIONS - 1, len(others)))
+    if len(picked) + 1 < MIN_OPTIONS:
+        return None
+    options = [answer, *picked]
+    rng.shuffle(options)
+    return tuple(options), options.index(answer)
+
+
+def _qa(level, qtype, question, answer, options, index, evidence, subject, source) -> dict:
+    return dict(level=level, qtype=qtype, question=question, answer=answer, options=options,
+                answer_index=index, evidence_frames=tuple(evidence), subject=subject, source=source)
+
+
+# ---------------------------------------------------------------- level QAs
+def level_qa(plot: MoviePlot, rng: random.Random) -> list[dict]:
+    """The plot's own QAs, each with wrong options of the same shape from the same movie."""
+    out = []
+    for i, qa in enumerate(plot.qa):
+        if qa.qtype == "overview":
+            row = overview_qa(plot, rng)
+            if row is not None:
+                out.append(row)
+            continue
+        pools = _level_pools(plot, qa)
+        distractors: list[str] = []
+        for pool in pools:
+            fresh = [p for p in dict.fromkeys(pool) if p not in distractors and answer_key(p) != answer_key(qa.answer)
+                     and answer_key(qa.answer) not in answer_key(p)]
+            rng.shuffle(fresh)
+            distractors += fresh[: OPTIONS - 1 - len(distractors)]
+        distractors = _same_place(plot, qa.question, qa.answer, distractors)
+        chosen = choose_options(qa.answer, distractors, rng)
+        if chosen is None:
+            continue  # too little plot to make wrong answers of the same shape
+        out.append(_qa(qa.level, qa.qtype, qa.question, qa.answer, *chosen, qa.evidence_frames, None, qa.source))
+    return out
+
+
+def _places(plot: MoviePlot) -> dict[str, str | None]:
+    return {loc.name: loc.kind for loc in plot.movie.locations}
+
+
+def frame_phrases(plot: MoviePlot, name: str) -> dict[int, str] | None:
+    """A frame field as the words a sentence says it with, per frame: 'a lantern',
+    'holding a lantern', 'happy', 'in the pine forest'."""
+    places = _places(plot)
+    if name == "held_object":
+        return {f.frame_index: with_article(f.held_object) for f in plot.frames if f.held_object}
+    if name == "action":
+        return {f.frame_index: doing_phrase(f.action, f.held_object) for f in plot.frames}
+    if name == "expression":
+        return {f.frame_index: EXPRESSION_ADJ[f.expression] for f in plot.frames}
+    if name == "location":
+        return {f.frame_index: place_phrase(places.get(f.location), f.location) for f in plot.frames}
+    return None
+
+
+def _level_pools(plot: MoviePlot, qa) -> list[list[str]]:
+    """Wrong answers in the answer's own sentence: its value swapped for another of the movie's,
+    the same field of other items first, then other text of the same kind."""
+    table, index, name = qa.source.split(":", 2)
+    phrases = frame_phrases(plot, name) if table == "frame" else None
+    if phrases is not None and int(index) in phrases:
+        value = phrases[int(index)]
+        pools = [sorted(set(phrases.values()) - {value})]
+    else:
+        value = field_value(plot, qa.source)
+        if table in ("substory", "tinystory") and name == "scene":
+            value = place_phrase(_places(plot).get(value), value)
+        pools = list(_source_pool(plot, qa.source))
+    start = qa.answer.lower().find(answer_key(value))
+    if start < 0 or not answer_key(value):
+        return []
+    end = start + len(answer_key(value))
+
+    def splice(other: str) -> str:
+        piece = other.strip().rstrip(".")
+        piece = piece[:1].upper() + piece[1:] if start == 0 else _lower_first(piece)
+        return qa.answer[:start] + piece + qa.answer[end:]
+
+    return [[splice(o) for o in pool] for pool in pools]
 
 
 def _source_pool(plot: MoviePlot, source: str) -> tuple[list[str], list[str]]:
-    """Candidate wrong answers: the same field of every other item of the same table
-    first, then other plot text of the same kind (events for events, places for places)."""
+    """The same field of every other item of the same table first, then other plot text of
+    the same kind (events for events, places for places)."""
     table, index, name = source.split(":", 2)
+    places = _places(plot)
     if table == "substory":
         items = [(str(s.substory_index), s) for s in plot.substories]
     elif table == "tinystory":
         items = [(f"{t.substory_index}.{t.tinystory_index}", t) for t in plot.tinystories]
-    elif table == "frame":
-        items = [(str(f.frame_index), f) for f in plot.frames]
     elif table == "qa":
         own = plot.qa[int(index)].qtype
         items = [(str(i), q) for i, q in enumerate(plot.qa) if q.qtype == own and q.level != "movie"]
     else:
         items = []
-    same = [str(getattr(item, name)) for key, item in items
-            if key != index and getattr(item, name, None) is not None]
-    if name in ("scene", "location"):
-        related = [loc.name for loc in plot.movie.locations]
-    elif name == "held_object":
-        related = list(OBJECTS)
+    same = [str(getattr(item, name)) for key, item in items if key != index and getattr(item, name, None) is not None]
+    if name == "scene":
+        same = [place_phrase(places.get(s), s) for s in same]
+        related = [place_phrase(kind, place) for place, kind in places.items()
+                   if place in {f.location for f in plot.frames}]
     elif table == "qa":
         related = [q.answer for i, q in enumerate(plot.qa) if str(i) != index and q.level != "movie"]
     else:
@@ -54,119 +178,27 @@ def _source_pool(plot: MoviePlot, source: str) -> tuple[list[str], list[str]]:
     return same, related
 
 
-def describe_frame(plot: MoviePlot, frame: Frame) -> str:
-    """A short, name-free description of what a frame shows."""
-    people = " and ".join(plot.character(c).appearance for c in frame.characters)
-    verb = ACTION_VERBS[frame.action]
-    thing = f" a {frame.held_object}" if frame.action == "hold" and frame.held_object else ""
-    return f"{people} {'are' if len(frame.characters) > 1 else 'is'} {verb}{thing} in {frame.location}"
-
-
-def swap_colour(appearance: str, colour: str) -> str:
-    """The same description of a person, wearing another colour."""
-    for name in sorted(CLOTHING_COLOURS, key=len, reverse=True):
-        if appearance.endswith(f" {name}"):
-            return appearance[: -len(name)] + colour
-    return f"{appearance} in {colour}"
-
-
-# ---------------------------------------------------------------- options
-def _content_words(text: str) -> set[str]:
-    return {w for w in re.findall(r"[a-z']+", text.lower()) if len(w) > 3}
-
-
-def _pick_distractors(answer: str, pool: list[str], rng: random.Random, k: int = OPTIONS - 1,
-                      like: str = "") -> list[str]:
-    """Up to ``k`` wrong options from ``pool``; with ``like`` (the question), those sharing the
-    most words with it first, so the right answer is not the only option that echoes the question."""
-    seen = {answer_key(answer)}
-    out: list[str] = []
-    candidates = [c for c in dict.fromkeys(pool) if c and c != "None"]
-    rng.shuffle(candidates)
-    if like:
-        words = _content_words(like)
-        candidates.sort(key=lambda c: -len(words & _content_words(c)))
-    for c in candidates:
-        if answer_key(c) not in seen and answer_key(answer) not in answer_key(c):
-            seen.add(answer_key(c))
-            out.append(c)
-        if len(out) == k:
-            break
-    return out
-
-
-def _shuffle(answer: str, distractors: list[str], rng: random.Random) -> tuple[tuple[str, ...], int]:
-    options = [answer, *distractors]
-    rng.shuffle(options)
-    return tuple(options), options.index(answer)
-
-
-def _person_pool(plot: MoviePlot, exclude: set[str]) -> list[str]:
-    """Appearances of people to offer as wrong answers: absent cast, then recoloured cast."""
-    cast = plot.movie.characters
-    pool = [c.appearance for c in cast if c.char_id not in exclude]
-    used = {c.clothing_colour for c in cast}
-    spare = [name for name in CLOTHING_COLOURS if name not in used]
-    for i, colour in enumerate(spare):
-        pool.append(swap_colour(cast[i % len(cast)].appearance, colour))
-    return pool
-
-
-# ---------------------------------------------------------------- writers
-def level_qa(plot: MoviePlot, rng: random.Random) -> list[dict]:
-    """The plot's own QAs, with same-shape wrong options."""
-    out = []
-    for qa in plot.qa:
-        pools = _level_pools(plot, qa)
-        distractors: list[str] = []
-        for pool in pools:
-            if len(distractors) < OPTIONS - 1:
-                fresh = [p for p in pool if p not in distractors]
-                distractors += _pick_distractors(qa.answer, fresh, rng, OPTIONS - 1 - len(distractors), like=qa.question)
-        if len(distractors) < OPTIONS - 1:
-            continue  # too little plot to make three wrong answers of the same shape
-        distractors = _same_place(plot, qa.question, qa.answer, distractors)
-        options, index = _shuffle(qa.answer, distractors, rng)
-        out.append(
-            dict(level=qa.level, qtype=qa.qtype, question=qa.question, answer=qa.answer,
-                 options=options, answer_index=index, evidence_frames=qa.evidence_frames,
-                 subject=None, source=qa.source)
-        )
-    return out
-
-
 def _same_place(plot: MoviePlot, question: str, answer: str, distractors: list[str]) -> list[str]:
-    """Move wrong options to the place the question names, so the place does not give the answer away."""
-    places = [loc.name for loc in plot.movie.locations]
+    """Move wrong options to the place the answer names when the question names it too, so
+    that the place does not give the answer away; "in the X" is moved with its preposition."""
+    places = _places(plot)
     asked = [p for p in places if p in question and p in answer]
     if len(asked) != 1:
         return distractors
+    target = asked[0]
     out = []
     for d in distractors:
         moved = d
-        for p in places:
-            if p != asked[0] and p in moved:
-                moved = moved.replace(p, asked[0])
+        for p, kind in places.items():
+            if p != target and p in moved:
+                phrase = place_phrase(kind, p)
+                if phrase in moved:
+                    moved = moved.replace(phrase, place_phrase(places[target], target))
+                else:
+                    moved = moved.replace(p, target)
         fresh = moved not in out and answer_key(moved) != answer_key(answer) and answer_key(answer) not in answer_key(moved)
         out.append(moved if fresh else d)
     return out
-
-
-def _level_pools(plot: MoviePlot, qa) -> list[list[str]]:
-    """Wrong answers in the answer's own sentence: its source value swapped for another."""
-    value = answer_key(field_value(plot, qa.source))
-    start = qa.answer.lower().find(value)
-    if qa.qtype == "overview" or start < 0 or not value:
-        return [_overview_variants(plot, qa.answer)]
-    end = start + len(value)
-
-    def splice(other: str) -> str:
-        piece = other.strip().rstrip(".")
-        piece = piece[:1].upper() + piece[1:] if start == 0 else _lower_first(piece)
-        return qa.answer[:start] + piece + qa.answer[end:]
-
-    same, related = _source_pool(plot, qa.source)
-    return [[splice(o) for o in same], [splice(o) for o in related], _overview_variants(plot, qa.answer)]
 
 
 def _lower_first(text: str) -> str:
@@ -175,92 +207,125 @@ def _lower_first(text: str) -> str:
     return text[0].lower() + text[1:] if first in ("The", "A", "An", "They", "He", "She", "It") else text
 
 
-def _overview_variants(plot: MoviePlot, text: str) -> list[str]:
-    """Wrong versions of a text: its places and people swapped for others of the movie."""
-    places = [loc.name for loc in plot.movie.locations]
-    people = [c.name for c in plot.movie.characters]
-    variants = []
-    for shift in range(1, len(places)):
-        v = text
-        for i, place in enumerate(places):
-            if place in v:
-                v = v.replace(place, f"\x00{i}\x00")
-        for i in range(len(places)):
-            v = v.replace(f"\x00{i}\x00", places[(i + shift) % len(places)])
-        if len(people) > 1:
-            for i, name in enumerate(people):
-                v = v.replace(name, f"\x01{i}\x01")
-            for i in range(len(people)):
-                v = v.replace(f"\x01{i}\x01", people[(i + shift) % len(people)])
-        if v != text:
-            variants.append(v)
-    return variants
+def overview_qa(plot: MoviePlot, rng: random.Random) -> dict | None:
+    """The overview question in multiple-choice form: four of the movie's events told in story
+    order, and the same four in the three other cyclic orders. Every option tells the same
+    events (none is the odd one out, none is the centre the others were edited from); they
+    differ only in what happens first, next and last. Open-ended, the answer is the first option."""
+    first: dict[str, int] = {}
+    for i, t in enumerate(plot.tinystories):
+        first.setdefault(answer_key(t.content), i)  # an event told twice would make two options equal
+    if len(first) < EVENTS:
+        return None
+    picks = sorted(rng.sample(sorted(first.values()), EVENTS))
+    chosen = [plot.tinystories[i].content.strip().rstrip(".") for i in picks]
+    answer = _tell(chosen)
+    options = [_tell(chosen[k:] + chosen[:k]) for k in range(EVENTS)]
+    rng.shuffle(options)
+    evidence = [f.frame_index for f in plot.frames
+                if (f.substory_index, f.tinystory_index) in
+                {(plot.tinystories[i].substory_index, plot.tinystories[i].tinystory_index) for i in picks}]
+    qa = next(q for q in plot.qa if q.qtype == "overview")
+    return _qa(qa.level, "overview", qa.question, answer, tuple(options), options.index(answer),
+               evidence or qa.evidence_frames, None, "tinystories:" + ",".join(str(i) for i in picks) + ":events")
 
 
-def grounded_qa(plot: MoviePlot, per_frame: float, rng: random.Random) -> list[dict]:
-    """Questions whose answers are read off the structured frames."""
-    out: list[dict] = []
-    budget = 0.0
-    turn = 0
-    for frame in plot.frames:
-        budget += per_frame
-        while budget >= 1.0:
-            budget -= 1.0
-            for _ in range(len(GROUNDED_ROTATION)):
-                qtype = GROUNDED_ROTATION[turn % len(GROUNDED_ROTATION)]
-                turn += 1
-                qa = _frame_question(plot, frame, qtype, rng)
-                if qa is not None:
-                    out.append(qa)
-                    break
-    out += _order_questions(plot, rng)
-    out += _speaker_questions(plot, rng)
+def _tell(events: list[str]) -> str:
+    steps = ["First, " + _lower_first(events[0])] + [f"then {_lower_first(e)}" for e in events[1:-1]]
+    return "; ".join(steps) + f"; and finally {_lower_first(events[-1])}."
+
+
+def overview_events(plot: MoviePlot, source: str) -> str:
+    """The overview answer a ``tinystories:i,j,k,l:events`` source stands for (for the oracle)."""
+    picks = [int(i) for i in source.split(":")[1].split(",")]
+    return _tell([plot.tinystories[i].content.strip().rstrip(".") for i in picks])
+
+
+# ---------------------------------------------------------------- grounded QAs
+def _frame_facts(plot: MoviePlot, frame: Frame, qtype: str) -> list[tuple[str, str, str]]:
+    """(value, question, source) for each question of ``qtype`` the frame can answer."""
+    where = f"keyframe {frame.frame_index + 1}"
+    k = frame.frame_index
+    if qtype == "count":
+        return [(NUMBER_WORDS[len(frame.characters) - 1], f"How many people are in {where}?", f"frame:{k}:count")]
+    if qtype == "location":
+        return [(frame.location, f"Where does {where} take place?", f"frame:{k}:location")]
+    if qtype == "action":
+        return [(doing_phrase(frame.action, frame.held_object),
+                 f"What is the person furthest to the left doing in {where}?", f"frame:{k}:action")]
+    out = []
+    for side in SIDES:
+        person = plot.character(person_at(frame, side))
+        if qtype == "who":
+            out.append((person.look, f"Who is furthest to the {side} in {where}?", f"frame:{k}:who:{side}"))
+        elif qtype == "colour":
+            out.append((person.clothing_colour, f"What colour is the person furthest to the {side} wearing in {where}?",
+                        f"frame:{k}:colour:{side}"))
     return out
 
 
-def _frame_question(plot: MoviePlot, frame: Frame, qtype: str, rng: random.Random) -> dict | None:
-    k = frame.frame_index
-    where = f"keyframe {k + 1}"
-    present = list(frame.characters)
-    subject: str | None = None
-    if qtype == "who":
-        subject = rng.choice(present)
-        answer = plot.character(subject).appearance
-        question = f"Which of these people can be seen in {where}?"
-        pool = _person_pool(plot, exclude=set(present))
-    elif qtype == "count":
-        answer = NUMBER_WORDS[len(present) - 1]
-        question = f"How many people are in {where}?"
-        pool = [w for w in NUMBER_WORDS[:OPTIONS] if w != answer] + list(NUMBER_WORDS[OPTIONS:])
-        pool = pool[: OPTIONS - 1]
-    elif qtype == "action":
-        subject = present[0]
-        who = plot.character(subject).appearance
-        answer = ACTION_VERBS[frame.action]
-        question = f"What is {who} doing in {where}?"
-        pool = [ACTION_VERBS[a] for a in ACTIONS if a != frame.action]
-    elif qtype == "location":
-        answer = frame.location
-        question = f"Where does {where} take place?"
-        pool = [loc.name for loc in plot.movie.locations if loc.kind != frame.location_kind]
-    elif qtype == "colour":
-        slot = rng.randrange(len(present))
-        subject = present[slot]
-        answer = plot.character(subject).clothing_colour
-        position = POSITIONS[len(present)][slot] if len(present) in POSITIONS else None
-        if position is None:
-            return None
-        person = "the only person" if position == "only" else f"the person on the {position}" if position != "middle" else "the person in the middle"
-        question = f"What colour is {person} wearing in {where}?"
-        pool = [c for c in CLOTHING_COLOURS if c != answer]
-    else:
-        return None
-    distractors = _pick_distractors(answer, pool, rng)
-    if len(distractors) < OPTIONS - 1:
-        return None
-    options, index = _shuffle(answer, distractors, rng)
-    return dict(level="grounded", qtype=qtype, question=question, answer=answer, options=options,
-                answer_index=index, evidence_frames=(k,), subject=subject, source=f"frame:{k}:{qtype}")
+# Qtypes whose facts persist through a tinystory's shots (its cast, its place): one question
+# of each per tinystory. Actions change from shot to shot: one per frame.
+PER_SCENE = ("who", "colour", "count", "location")
+
+
+def uniform_answers(units: list[dict[str, list]], rng: random.Random) -> tuple[list[str], list[tuple[str, object]]]:
+    """Pick at most one (value, slot) per unit so that every chosen value is equally likely
+    to be the answer, and the values a question may offer.
+
+    ``units`` are groups of slots of which one may be asked (a tinystory, a frame, a line),
+    each as value -> its slots there. The values are the 3 or 4 found in most units; per
+    unit a value is drawn uniformly from them, kept if the unit has it, with probability
+    rarest / its own count of units. Taking whatever a unit offers would make common
+    values common answers, which a model learns without looking.
+    """
+    seen = Counter(v for unit in units for v in unit)
+    ranked = sorted(seen, key=lambda v: (-seen[v], digest(v)))
+    if len(ranked) < MIN_OPTIONS:
+        return [], []
+    k = OPTIONS if len(ranked) >= OPTIONS and seen[ranked[OPTIONS - 1]] * 2 >= seen[ranked[MIN_OPTIONS - 1]] else MIN_OPTIONS
+    values = sorted(ranked[:k])
+    rarest = min(seen[v] for v in values)
+    picks = []
+    for i in rng.sample(range(len(units)), len(units)):
+        value = rng.choice(values)
+        if units[i].get(value) and rng.random() < rarest / seen[value]:
+            picks.append((value, rng.choice(units[i][value])))
+    return values, picks
+
+
+def grounded_qa(plot: MoviePlot, per_frame: float, rng: random.Random) -> list[dict]:
+    """Questions whose answers are read off the structured frames: per qtype, answers drawn
+    evenly from the movie's values (``uniform_answers``), a keyframe asked at most once, and
+    at most ``per_frame`` x frames of them."""
+    looks = [c.look for c in plot.movie.characters]
+    kinds = [q for q in FRAME_QTYPES if q != "who" or len(set(looks)) == len(looks)]
+    rng.shuffle(kinds)
+    used_frames: set[int] = set()
+    used_scenes: set[tuple] = set()
+    out: list[dict] = []
+    for qtype in kinds:
+        group = GROUP.get(qtype, qtype)
+        units: dict[tuple, dict[str, list]] = {}
+        for frame in plot.frames:
+            scene = (frame.substory_index, frame.tinystory_index)
+            if frame.frame_index in used_frames or (group, *scene) in used_scenes:
+                continue
+            unit = units.setdefault(scene if qtype in PER_SCENE else (frame.frame_index,), {})
+            for value, question, source in _frame_facts(plot, frame, qtype):
+                unit.setdefault(value, []).append((frame, question, source))
+        values, picks = uniform_answers(list(units.values()), rng)
+        for value, (frame, question, source) in picks:
+            used_frames.add(frame.frame_index)
+            used_scenes.add((group, frame.substory_index, frame.tinystory_index))
+            options, index = choose_options(value, values, rng)
+            subject = person_at(frame, source.rsplit(":", 1)[1]) if qtype in GROUP else None
+            out.append(_qa("grounded", qtype, question, value, options, index, (frame.frame_index,), subject, source))
+    budget = int(min(per_frame, 1.0) * len(plot.frames))
+    if len(out) > budget:
+        out = rng.sample(out, budget)
+    out.sort(key=lambda r: (r["evidence_frames"][0], r["qtype"]))
+    return out + _order_questions(plot, rng) + _speaker_questions(plot, rng)
 
 
 def _order_questions(plot: MoviePlot, rng: random.Random) -> list[dict]:
@@ -269,39 +334,37 @@ def _order_questions(plot: MoviePlot, rng: random.Random) -> list[dict]:
     for f in plot.frames:
         by_text.setdefault(describe_frame(plot, f), f.frame_index)
     frames = sorted(by_text.values())
-    count = max(1, len(plot.frames) // 6)
-    out = []
+    out: list[dict] = []
     if len(frames) < OPTIONS:
         return out
-    for i in range(count):
+    for i in range(max(1, len(plot.frames) // 6)):
         chosen = sorted(rng.sample(frames, OPTIONS))
         which = "first" if i % 2 == 0 else "last"
         target = chosen[0] if which == "first" else chosen[-1]
         texts = [describe_frame(plot, plot.frames[j]) for j in chosen]
         answer = describe_frame(plot, plot.frames[target])
-        options, index = _shuffle(answer, [t for t in texts if t != answer], rng)
-        out.append(dict(level="grounded", qtype="order",
-                        question=f"Which of these happens {which} in the movie?",
-                        answer=answer, options=options, answer_index=index,
-                        evidence_frames=tuple(chosen), subject=which, source=f"frames:{which}"))
+        options = list(texts)
+        rng.shuffle(options)
+        out.append(_qa("grounded", "order", f"Which of these happens {which} in the movie?", answer, tuple(options),
+                       options.index(answer), chosen, which, f"frames:{which}"))
     return out
 
 
 def _speaker_questions(plot: MoviePlot, rng: random.Random) -> list[dict]:
-    out = []
+    """'Who says "..."?', answered by the speaker's look; speakers drawn evenly, a line per unit."""
     said = Counter(line.text for line in plot.dialogue)
-    for line in plot.dialogue[::2]:
-        if said[line.text] > 1:
-            continue  # the same words from two mouths: "who says" would have no one answer
-        answer = plot.character(line.speaker).appearance
-        distractors = _pick_distractors(answer, _person_pool(plot, exclude={line.speaker}), rng)
-        if len(distractors) < OPTIONS - 1:
-            continue
-        options, index = _shuffle(answer, distractors, rng)
-        out.append(dict(level="grounded", qtype="speaker", question=f'Who says "{line.text}"?',
-                        answer=answer, options=options, answer_index=index,
-                        evidence_frames=(line.after_frame,), subject=line.speaker,
-                        source=f"dialogue:{line.line_index}:speaker"))
+    looks = {c.char_id: c.look for c in plot.movie.characters}
+    if len(set(looks.values())) != len(looks):
+        return []
+    # the same words from two mouths would have no one answer
+    units = [{looks[line.speaker]: [line]} for line in plot.dialogue if said[line.text] == 1]
+    values, picks = uniform_answers(units, rng)
+    out = []
+    for value, line in picks[: len(plot.dialogue) // 2]:
+        options, index = choose_options(value, values, rng)
+        out.append(_qa("grounded", "speaker", f'Who says "{line.text}"?', value, options, index,
+                       (line.after_frame,), line.speaker, f"dialogue:{line.line_index}:speaker"))
+    out.sort(key=lambda r: r["evidence_frames"][0])
     return out
 
 
@@ -328,7 +391,7 @@ class OfflineQAWriter:
     name = "offline"
 
     def identity(self) -> str:
-        return "offline-qa/1"
+        return "offline-qa/2"
 
     def write(self, plot: MoviePlot, grounded_per_frame: float, max_qtype_share: float, seed: int) -> QABatch:
         rng = random.Random(digest("qa", plot.movie.movie_id, seed))

@@ -8,8 +8,8 @@ it picks (-1: none).
 from __future__ import annotations
 
 from ..core.plot import QA, MoviePlot, answer_key, field_value
-from ..core.vocabulary import ACTION_VERBS
-from .offline import NUMBER_WORDS, describe_frame
+from ..core.vocabulary import doing_phrase
+from .offline import NUMBER_WORDS, describe_frame, frame_phrases, overview_events, person_at
 
 
 def _find(options: tuple[str, ...], text: str | None, contains: bool = False) -> int:
@@ -35,28 +35,32 @@ class OracleAnswerer:
     def answer_one(self, plot: MoviePlot, qa: QA) -> int:
         if qa.level != "grounded":
             if qa.qtype == "overview":
-                return _find(qa.options, plot.movie.overview)
+                told = overview_events(plot, qa.source) if qa.source.startswith("tinystories:") else plot.movie.overview
+                return _find(qa.options, told)
+            table, index, name = qa.source.split(":", 2)
+            phrases = frame_phrases(plot, name) if table == "frame" else None
+            if phrases is not None:
+                return _find(qa.options, phrases.get(int(index)), contains=True)
             return _find(qa.options, field_value(plot, qa.source), contains=True)
         frames = [plot.frames[i] for i in qa.evidence_frames if 0 <= i < len(plot.frames)]
         if not frames:
             return -1
         frame = frames[0]
+        side = qa.source.rsplit(":", 1)[1] if qa.source.count(":") == 3 else None
         if qa.qtype == "who":
-            present = {plot.character(c).appearance for c in frame.characters}
-            hits = [i for i, o in enumerate(qa.options) if o in present]
-            return hits[0] if len(hits) == 1 else -1
+            if side is None:
+                return -1
+            return _find(qa.options, plot.character(person_at(frame, side)).look)
         if qa.qtype == "count":
             return _find(qa.options, NUMBER_WORDS[len(frame.characters) - 1])
         if qa.qtype == "action":
-            if qa.subject not in frame.characters:
-                return -1
-            return _find(qa.options, ACTION_VERBS[frame.action])
+            return _find(qa.options, doing_phrase(frame.action, frame.held_object))
         if qa.qtype == "location":
             return _find(qa.options, frame.location)
         if qa.qtype == "colour":
-            if qa.subject not in frame.characters:
+            if side is None:
                 return -1
-            return _find(qa.options, plot.character(qa.subject).clothing_colour)
+            return _find(qa.options, plot.character(person_at(frame, side)).clothing_colour)
         if qa.qtype == "order":
             target = min(frames, key=lambda f: f.frame_index) if qa.subject == "first" else max(
                 frames, key=lambda f: f.frame_index
@@ -66,5 +70,5 @@ class OracleAnswerer:
             speakers = {line.speaker for line in plot.dialogue if f'"{line.text}"' in qa.question}
             if len(speakers) != 1:
                 return -1
-            return _find(qa.options, plot.character(speakers.pop()).appearance)
+            return _find(qa.options, plot.character(speakers.pop()).look)
         return -1

@@ -37,14 +37,18 @@ from ..core.vocabulary import (
     ACTION_VERBS,
     ACTIONS,
     CLOTHING_COLOURS,
+    EXPRESSION_ADJ,
     EXPRESSIONS,
+    KIND_PREP,
     LOCATION_KINDS,
     OBJECTS,
     OVERVIEW_QUESTION,
     STORY_QTYPES,
+    doing_phrase,
+    with_article as _art,
 )
 
-VERSION = 1
+VERSION = 2
 
 # Genre mix of the released DreamFrame data (%), used when the theme names none.
 GENRE_MIX: dict[str, float] = {
@@ -200,11 +204,6 @@ KIND_FEATURES: dict[str, tuple[str, ...]] = {
 }
 
 # Preposition that reads naturally before a location of each kind in QA text.
-KIND_PREP: dict[str, str] = {
-    "forest": "in", "beach": "on", "street": "in", "room": "in", "shop": "in", "hall": "in",
-    "lighthouse": "at", "harbor": "at", "mountain": "at", "desert": "in", "snowfield": "on",
-    "laboratory": "in", "market": "at", "station": "at", "library": "in", "garden": "in",
-}
 
 # Genre -> kinds to prefer when filling the location list beyond the theme's own.
 GENRE_KINDS: dict[str, tuple[str, ...]] = {
@@ -454,11 +453,6 @@ MOOD_CUES: dict[str, tuple[str, ...]] = {
     "frowning": ("argues", "who should keep", "examines"),
     "calm": ("rest", "waits", "watching the sky", "wakes"),
 }
-# Expression -> adjective for "Why does X look ...?" questions.
-EXPRESSION_ADJ: dict[str, str] = {
-    "smiling": "happy", "frowning": "displeased", "surprised": "surprised", "calm": "calm",
-    "worried": "worried", "determined": "determined", "laughing": "amused", "sad": "sad",
-}
 # Frame prompt prepositions per action (before a background feature).
 ACTION_PREPS: dict[str, tuple[str, ...]] = {
     "stand": ("beside", "near", "in front of"),
@@ -554,8 +548,6 @@ def _key_matches(key: str, word: str) -> bool:
     return word in (key, key + "s")
 
 
-def _art(word: str) -> str:
-    return ("an " if word[:1].lower() in "aeiou" else "a ") + word
 
 
 SMALL_WORDS = frozenset({"a", "an", "the", "of", "at", "in", "on", "and", "to", "for", "with", "by", "from"})
@@ -1045,7 +1037,7 @@ def _level2_qa(movie: Movie, sub: Substory, tiny: Sequence[Tinystory], qtype: st
         a, src = tiny[j].content, f"tinystory:{i}.{j}:content"
     elif qtype == "why":
         lead = tiny[0].content.split(" ", 1)[0]
-        q = f'Why is {lead} {_where(movie.locations, tiny[0].scene)} in "{tiny[0].title}"?'
+        q = f'What brings {lead} to the scene of "{tiny[0].title}"?'
         a, src = f"Because {_strip_end(sub.cause)}.", f"substory:{i}:cause"
     elif qtype == "how":
         q = f'How does "{sub.title}" come to a close?'
@@ -1087,12 +1079,7 @@ def _cast(movie: Movie, content: str) -> list[Character]:
 
 def _doing(frame: Frame) -> str:
     """'holding a lantern' / 'walking': the frame's action as a verb phrase."""
-    verb = ACTION_VERBS[frame.action]
-    if frame.action == "hold":
-        return f"{verb} {_art(frame.held_object)}"
-    if frame.action == "hug":
-        return f"{verb} someone"
-    return verb
+    return doing_phrase(frame.action, frame.held_object)
 
 
 def _frame_prompt(location: str, kind: str, appearances: Sequence[str], action: str, obj: str | None, expression: str, rng: random.Random) -> str:
@@ -1210,8 +1197,9 @@ def _unique(frames: Sequence[Frame], key, value) -> list[Frame]:
 def _level3_qa(movie: Movie, tiny: Tinystory, frames: Sequence[Frame], qtype: str, rng: random.Random) -> PlotQA:
     """One QA about a tinystory's frames; frame-level questions only where one answer fits."""
     names = {c.char_id: c.name for c in movie.characters}
-    where = _where(movie.locations, tiny.scene)
-    named = f'{where} in "{tiny.title}"'
+    # Questions name the tinystory by its title only: a place, a look or an action in the
+    # question would answer another question of the movie.
+    named = f'in "{tiny.title}"'
     evidence = tuple(f.frame_index for f in frames)
     tid = f"{tiny.substory_index}.{tiny.tinystory_index}"
     lead = frames[0].characters[0]
@@ -1242,12 +1230,12 @@ def _level3_qa(movie: Movie, tiny: Tinystory, frames: Sequence[Frame], qtype: st
             f = rng.choice(by_doing)
             who = names[f.characters[0]]
             q = f"How does {who} appear while {_doing(f)} {named}?"
-            a, src = f"{who} has a {f.expression} expression.", f"frame:{f.frame_index}:expression"
+            a, src = f"{who} looks {EXPRESSION_ADJ[f.expression]}.", f"frame:{f.frame_index}:expression"
         elif by_mood:
             f = rng.choice(by_mood)
             who = names[f.characters[0]]
             q = f"How is {who} occupied {named} while looking {EXPRESSION_ADJ[f.expression]}?"
-            a, src = f"{who} is {ACTION_VERBS[f.action]}.", f"frame:{f.frame_index}:action"
+            a, src = f"{who} is {_doing(f)}.", f"frame:{f.frame_index}:action"
         else:
             q = f'How does "{tiny.title}" unfold?'
             a, src = content_answer

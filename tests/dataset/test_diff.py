@@ -88,7 +88,7 @@ def test_diff_between_committed_versions_and_the_working_tree(repo, tmp_path_fac
     qa2, metrics2 = snapshot(root, keep / "v2")
 
     # working tree: uncommitted, every movie's QA changes
-    edit_params(root, lambda p: p["qa_pairs"].update(grounded_per_frame=2.0))
+    edit_params(root, lambda p: p["qa_pairs"].update(grounded_per_frame=0.5))
     build(root)
     qa3 = pl.read_parquet(root / "data/qa_pairs/qa.parquet")
     before = stamps(root)

@@ -4,15 +4,26 @@ import zlib
 from dataclasses import replace
 
 import numpy as np
+import pytest
 
 from dreamframe_assets.core.plot import QA
 from dreamframe_assets.qa.gates import (
     apply_gates,
     duplicate_rate,
+    option_phrases,
+    reveal_pairs,
     similar_pairs,
     verify,
 )
 from dreamframe_assets.qa.offline import OfflineQAWriter
+from dreamframe_assets.story.offline import OfflineStoryWriter
+
+
+@pytest.fixture(scope="module")
+def plot():
+    """A movie of the offline writer: three people, every grounded question type."""
+    return OfflineStoryWriter().write("A lighthouse keeper finds a message in a bottle during a winter storm",
+                                      "m0", 0, 3, 4, 4)
 
 
 class BagOfWords:
@@ -32,26 +43,53 @@ def gate(plot, qas, drawn=None, **kw):
 
 
 def qas_of(plot):
-    return list(OfflineQAWriter().write(plot, 2.0, 1.0, 0).qas)
+    qas = list(OfflineQAWriter().write(plot, 1.0, 1.0, 0).qas)
+    revealing = {j for j, _ in reveal_pairs(qas)}
+    return [qa for j, qa in enumerate(qas) if j not in revealing]
 
 
 def test_good_qas_pass_every_gate(plot):
     qas = qas_of(plot)
-    kept, dropped = gate(plot, qas)
+    kept, dropped, written = gate(plot, qas)
     assert kept == qas and dropped == []
+    assert sum(written["written"].values()) == len(qas) and written["oracle_wrong"] == {} and written["duplicates"] == 0
+
+
+def test_a_question_that_states_another_answer_is_dropped(plot):
+    qas = qas_of(plot)
+    how = next(q for q in qas if q.qtype == "how" and q.source.endswith(":expression"))
+    title = how.question[how.question.index('"'):]
+    right = option_phrases(how.options)[how.answer_index]
+    name = how.answer.split(" ", 1)[0]
+    leak = replace(qas[1], qa_id="leak", question=f"Why does {name} look {right} in {title}")
+    echo = replace(how, qa_id="echo", question=f"How does {name} appear, looking {right}, in {title}")
+    kept, dropped, written = gate(plot, qas + [leak, echo])
+    reasons = {row["qa_id"]: row for row in dropped if row["gate"] == "reveal"}
+    assert set(reasons) == {"leak", "echo"}
+    assert how.qa_id in reasons["leak"]["reason"] and "its own answer" in reasons["echo"]["reason"]
+    # the same words about another tinystory, or next to a wrong option's words, reveal nothing
+    elsewhere = replace(leak, qa_id="elsewhere", question=f'Why does {name} look {right} in "Another Title"?')
+    wrong = option_phrases(how.options)[(how.answer_index + 1) % len(how.options)]
+    both = replace(leak, qa_id="both", question=f"Does {name} look {right} or {wrong} in {title}")
+    assert reveal_pairs([how, elsewhere, both]) == []
+
+
+def test_option_phrases_are_what_tells_options_apart():
+    assert option_phrases(("Zoltan looks sad.", "Zoltan looks happy.", "Zoltan looks calm.")) == ["sad", "happy", "calm"]
+    assert option_phrases(("red", "blue", "green")) == ["red", "blue", "green"]
 
 
 def test_each_planted_fault_is_dropped_with_its_gate(plot):
     qas = qas_of(plot)
     count = next(i for i, q in enumerate(qas) if q.qtype == "count")
-    wrong = (qas[count].answer_index + 1) % 4
+    wrong = (qas[count].answer_index + 1) % len(qas[count].options)
     planted = {
         "oracle": replace(qas[count], answer_index=wrong, answer=qas[count].options[wrong], qa_id="bad-oracle"),
         "options": replace(qas[1], options=(qas[1].answer,) * 4, answer_index=0, qa_id="bad-options"),
         "evidence": replace(qas[2], evidence_frames=(99,), qa_id="bad-evidence"),
         "duplicate": replace(qas[count], qa_id="bad-duplicate"),
     }
-    kept, dropped = gate(plot, qas + list(planted.values()))
+    kept, dropped, written = gate(plot, qas + list(planted.values()))
     by_id = {row["qa_id"]: row for row in dropped}
     for gate_name, qa in planted.items():
         assert by_id[qa.qa_id]["gate"] == gate_name, by_id[qa.qa_id]
@@ -59,11 +97,13 @@ def test_each_planted_fault_is_dropped_with_its_gate(plot):
     assert by_id["bad-duplicate"]["reason"].startswith(f"repeats {qas[count].qa_id}")
     assert "99" in by_id["bad-evidence"]["reason"]
     assert len(kept) == len(qas)
+    assert written["oracle_wrong"] == {"count": 1, qas[1].qtype: 1}  # counted before any gate
+    assert written["duplicates"] == 2  # the copy, and the copy with a wrong answer
 
 
 def test_missing_keyframes_and_long_answers(plot):
     qas = qas_of(plot)
-    kept, dropped = gate(plot, qas, drawn=3, max_answer_words=6)
+    kept, dropped, _ = gate(plot, qas, drawn=3, max_answer_words=6)
     gates = {row["gate"] for row in dropped}
     assert {"evidence", "length"} <= gates
     assert all(max(q.evidence_frames) < 3 and len(q.answer.split()) <= 6 for q in kept)
@@ -78,14 +118,14 @@ def test_same_text_about_other_frames_is_not_a_duplicate(plot):
 
 
 def test_qtype_cap_drops_the_excess(plot):
-    kept, dropped = gate(plot, qas_of(plot), max_qtype_share=0.12)
+    kept, dropped, _ = gate(plot, qas_of(plot), max_qtype_share=0.12)
     capped = [row for row in dropped if row["gate"] == "qtype_cap"]
     assert capped and all("above 12%" in row["reason"] for row in capped)
 
 
 def test_verify_reports_oracle_misses(plot):
     qas = qas_of(plot)
-    wrong = (qas[5].answer_index + 1) % 4
+    wrong = (qas[5].answer_index + 1) % len(qas[5].options)
     qas[5] = replace(qas[5], answer_index=wrong, answer=qas[5].options[wrong])
     found = verify({plot.movie.movie_id: plot}, qas, BagOfWords(), 0.95)
     assert found["wrong"] == [qas[5].qa_id]

@@ -11,6 +11,7 @@ import pytest
 
 from dreamframe_assets.core.plot import MoviePlot, field_value
 from dreamframe_assets.core.vocabulary import (
+    EXPRESSION_ADJ,
     ACTIONS,
     CLOTHING_COLOURS,
     EXPRESSIONS,
@@ -71,7 +72,8 @@ def resolve(plot: MoviePlot, source: str) -> str:
     table, index, field = source.split(":")
     assert table in {"movie", "substory", "tinystory", "frame"}, source
     assert (index == "") == (table == "movie"), source
-    return field_value(plot, source)
+    value = field_value(plot, source)
+    return EXPRESSION_ADJ[value] if field == "expression" else value  # "X looks happy." for a smiling frame
 
 
 def same_field_values(plot: MoviePlot, source: str) -> list[str]:
