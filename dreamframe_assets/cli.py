@@ -356,18 +356,23 @@ def export(
     subtitles: Annotated[bool, typer.Option(help="mp4: burn dialogue lines into the frames (and write .srt).")] = True,
     frames_as: Annotated[str, typer.Option(help="llava: point at a frame 'folder' or the 'video'.")] = "folder",
     license: Annotated[str, typer.Option(help="hf: the dataset card's license.")] = "cc-by-4.0",
+    questions: Annotated[str, typer.Option(
+        help="llava / hf: multiple_choice (llava.json), open_ended (llava_open_ended.json: the question "
+             "alone, the answer as text) or both files; the hf card says which.")] = "multiple_choice",
     root: RootOption = None,
 ) -> None:
     """Export the dataset for training: LLaVA / LLaMA-VID conversations, Video-ChatGPT QA,
     a Hugging Face Parquet dataset with a card, mp4 per movie, or the paper authors' story JSON."""
     from rich.progress import Progress
 
-    from .dataset.export import FORMATS, export_all
+    from .dataset.export import FORMATS, QUESTIONS, export_all
 
     root = project_root(root)
     unknown = [f for f in format if f not in (*FORMATS, "authors")]
     if unknown:
         raise typer.BadParameter(f"unknown format(s) {unknown}; choose from {', '.join((*FORMATS, 'authors'))}")
+    if questions not in QUESTIONS:
+        raise typer.BadParameter(f"unknown --questions {questions!r}; choose from {', '.join(QUESTIONS)}")
     out.mkdir(parents=True, exist_ok=True)
     if "authors" in format:
         from .core.store import read_plots
@@ -382,7 +387,7 @@ def export(
         with Progress(console=err, transient=True) as progress:
             task = progress.add_task("exporting", total=None)
             summaries = export_all(root, out, formats, fps=fps, subtitles=subtitles, license=license,
-                                   frames_as=frames_as, on_item=lambda done, total: progress.update(task, completed=done, total=total))
+                                   frames_as=frames_as, questions=questions, on_item=lambda done, total: progress.update(task, completed=done, total=total))
         for summary in summaries.values():
             console.print(f"{summary['format']}: {summary['counts']} -> {len(summary['files'])} file(s) in {out}")
 

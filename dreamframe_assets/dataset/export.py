@@ -7,7 +7,8 @@ uploaded as it is:
 
 - ``movies/<movie_id>.mp4`` (+ ``.srt``): the keyframes as an H.264 video (``export_mp4``);
 - ``frames/<movie_id>/00000.png ...``: the keyframe PNGs as drawn (``export_frames``);
-- ``llava.json``: LLaVA / LLaMA-VID conversations (``export_llava``);
+- ``llava.json`` / ``llava_open_ended.json``: LLaVA / LLaMA-VID conversations, multiple
+  choice / open-ended, as ``questions`` asks (``export_llava``);
 - ``videochatgpt_qa.json``: Video-ChatGPT open-ended QA (``export_videochatgpt``);
 - ``data/train-00000-of-00001.parquet`` + ``README.md``: a Hugging Face dataset (``export_hf``).
 
@@ -18,6 +19,12 @@ videos is the slow part and has its own knobs (fps, subtitles), so only
 ``export_mp4`` writes them, and ``export_all`` adds it when a requested format
 names ``movies/*.mp4``. Files are written atomically and only when their bytes
 change, so re-exporting an unchanged dataset rewrites nothing.
+
+The QA table is multiple choice; ``questions`` (``QUESTIONS``) picks the form the LLaVA
+conversations take and the dataset card describes: ``"multiple_choice"`` (the default),
+``"open_ended"`` or ``"both"``. Open-ended exports (and Video-ChatGPT, which is always
+open-ended) ask the question alone and answer with ``answer_sentence(qa.answer)``; they
+leave out the questions that name their options ("Which of these ...", see ``needs_options``).
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import tempfile
 from collections import Counter
 from fractions import Fraction
@@ -45,6 +53,8 @@ from ..models.llm import load_prompt, prompt_names
 from ..pipeline.backends import checked_params
 
 FORMATS = ("llava", "videochatgpt", "hf", "mp4")
+QUESTIONS = ("multiple_choice", "open_ended", "both")
+LLAVA_FILES = {"multiple_choice": "llava.json", "open_ended": "llava_open_ended.json"}
 HF_PARQUET = "data/train-00000-of-00001.parquet"
 SUBTITLE_DIM = 0.35  # what is left of the picture's brightness under the subtitle band
 
@@ -87,6 +97,40 @@ def _shard(root: Path, movie_id: str) -> dict[str, bytes]:
     return {name: members[name] for name in sorted(members)}
 
 
+def _question_forms(questions: str) -> tuple[str, ...]:
+    """The forms ``questions`` writes, in order; a ValueError for an unknown mode."""
+    if questions not in QUESTIONS:
+        raise ValueError(f"questions: {questions!r} is not one of {', '.join(map(repr, QUESTIONS))}")
+    return ("multiple_choice", "open_ended") if questions == "both" else (questions,)
+
+
+# ---------------------------------------------------------------- open-ended answers
+OPTION_WORDING = re.compile(r"\b(?:of these|of the following|the options)\b", re.I)
+CLOSING = "\"'\u201d\u2019)]"
+
+
+def answer_sentence(text: str) -> str:
+    """The free-text answer of an open-ended question: the option text as it is, with a
+    capital first letter and a final period if it ends with none ("hugging" -> "Hugging.")."""
+    text = text.strip()
+    if not text:
+        return text
+    text = text[0].upper() + text[1:]
+    return text if text.rstrip(CLOSING)[-1:] in (".", "!", "?") else text + "."
+
+
+def needs_options(qa: QA) -> bool:
+    """Whether the question names its options ("Which of these happens first in the movie?",
+    "... of the following ...", "... the options ..."): without them it has no single answer
+    (the first of four events is not the movie's first), so it is multiple choice only."""
+    return bool(OPTION_WORDING.search(qa.question))
+
+
+def open_ended(qas: list[QA]) -> list[QA]:
+    """The QAs an open-ended export asks: those that do not need their options."""
+    return [qa for qa in qas if not needs_options(qa)]
+
+
 # ---------------------------------------------------------------- frames
 def export_frames(root: Path, out: Path) -> Summary:
     """Every movie's keyframes as ``frames/<movie_id>/00000.png ...``: the drawn PNG bytes, not re-encoded."""
@@ -107,14 +151,42 @@ def multiple_choice_prompt(qa: QA) -> str:
     return f"<video>\n{qa.question}\n{options}\nAnswer with the option's letter."
 
 
-def export_llava(root: Path, out: Path, frames_as: str = "folder") -> Summary:
-    """``llava.json``: one two-turn conversation per QA, pointing at the movie's video or frame folder.
+def open_ended_prompt(qa: QA) -> str:
+    """The human turn of an open-ended conversation: the video token and the question alone."""
+    return f"<video>\n{qa.question}"
+
+
+def llava_turns(qa: QA, form: str) -> list[dict[str, str]]:
+    """The human and gpt turns of ``qa`` asked in ``form`` ("multiple_choice" or "open_ended")."""
+    if form == "multiple_choice":
+        human, gpt = multiple_choice_prompt(qa), f"{LETTERS[qa.answer_index]}. {qa.answer}"
+    else:
+        human, gpt = open_ended_prompt(qa), answer_sentence(qa.answer)
+    return [{"from": "human", "value": human}, {"from": "gpt", "value": gpt}]
+
+
+def export_llava(root: Path, out: Path, frames_as: str = "folder", questions: str = "multiple_choice") -> Summary:
+    """LLaVA conversations: one two-turn conversation per QA, pointing at the movie's video or frame folder.
 
     ``frames_as="video"`` names ``movies/<movie_id>.mp4`` (written by ``export_mp4``);
     ``"folder"`` names ``frames/<movie_id>`` and writes the PNGs there.
+
+    ``questions`` picks the form, and each form has its own file, whatever else is asked:
+
+    - ``"multiple_choice"`` (default): ``llava.json``, the question with its lettered
+      options and the instruction to answer with a letter; the gpt turn is "B. <option>".
+    - ``"open_ended"``: ``llava_open_ended.json``, the question alone; the gpt turn is
+      ``answer_sentence(qa.answer)`` (for the overview question, the movie's overview).
+      Questions that name their options (``needs_options``) are left out.
+    - ``"both"``: both files. This is how LLaVA-Video-178K ships its QA: separate
+      ``*_mc_*_qa_processed.json`` and ``*_oe_*_qa_processed.json`` files that a trainer's
+      data mixture lists (and weights) one by one. The two forms are not mixed within a
+      file or a conversation: a mixed file could not be weighted or left out, and a
+      conversation asking the same question twice would give its answer away.
     """
     if frames_as not in ("folder", "video"):
         raise ValueError(f"frames_as: {frames_as!r} is not 'folder' or 'video'")
+    forms = _question_forms(questions)
     out = Path(out)
     files: list[str] = []
     written: list[str] = []
@@ -124,45 +196,57 @@ def export_llava(root: Path, out: Path, frames_as: str = "folder") -> Summary:
         files += frames["files"]
         written += frames["written"]
         counts["frames"] = frames["counts"]["frames"]
-    records = []
-    for qa in _read_qa(root):
-        media = {"video": video_path(qa.movie_id)} if frames_as == "video" else {"frames": frames_folder(qa.movie_id)}
-        records.append({
-            "id": qa.qa_id,
-            **media,
-            "conversations": [
-                {"from": "human", "value": multiple_choice_prompt(qa)},
-                {"from": "gpt", "value": f"{LETTERS[qa.answer_index]}. {qa.answer}"},
-            ],
-        })
-    _write(out, "llava.json", _json_bytes(records), files, written)
-    return {"format": "llava", "files": files, "written": written, "counts": {"records": len(records), **counts}}
+    qas = _read_qa(root)
+    total = 0
+    for form in forms:
+        asked = qas if form == "multiple_choice" else open_ended(qas)
+        records = [
+            {"id": qa.qa_id,
+             **({"video": video_path(qa.movie_id)} if frames_as == "video" else {"frames": frames_folder(qa.movie_id)}),
+             "conversations": llava_turns(qa, form)}
+            for qa in asked
+        ]
+        _write(out, LLAVA_FILES[form], _json_bytes(records), files, written)
+        counts[form] = len(records)
+        if form == "open_ended":
+            counts["needs_options"] = len(qas) - len(asked)
+        total += len(records)
+    return {"format": "llava", "files": files, "written": written, "counts": {"records": total, **counts}}
 
 
 # ---------------------------------------------------------------- Video-ChatGPT
 def export_videochatgpt(root: Path, out: Path) -> Summary:
-    """``videochatgpt_qa.json``: open-ended QA (the answer text, no options) per video."""
+    """``videochatgpt_qa.json``: open-ended QA per video: the question without options and
+    ``answer_sentence(qa.answer)``, as in the open-ended LLaVA export (and, as there, without
+    the questions that name their options)."""
+    qas = _read_qa(root)
     records = [
         {"video_id": qa.movie_id, "video": video_path(qa.movie_id), "question": qa.question,
-         "answer": qa.answer, "qa_id": qa.qa_id, "qtype": qa.qtype}
-        for qa in _read_qa(root)
+         "answer": answer_sentence(qa.answer), "qa_id": qa.qa_id, "qtype": qa.qtype}
+        for qa in open_ended(qas)
     ]
     files: list[str] = []
     written: list[str] = []
     _write(Path(out), "videochatgpt_qa.json", _json_bytes(records), files, written)
-    return {"format": "videochatgpt", "files": files, "written": written, "counts": {"records": len(records)}}
+    return {"format": "videochatgpt", "files": files, "written": written,
+            "counts": {"records": len(records), "needs_options": len(qas) - len(records)}}
 
 
 # ---------------------------------------------------------------- Hugging Face
-def export_hf(root: Path, out: Path, license: str = "cc-by-4.0") -> Summary:
+def export_hf(root: Path, out: Path, license: str = "cc-by-4.0", questions: str = "multiple_choice") -> Summary:
     """A folder ``datasets.load_dataset`` reads: one Parquet shard and a dataset card.
 
     Rows name ``movies/<movie_id>.mp4`` (written by ``export_mp4``) and the evidence
-    frames' PNGs, which are written here.
+    frames' PNGs, which are written here. Every row holds both forms, whatever
+    ``questions`` is: ``options`` / ``answer_index`` for multiple choice and
+    ``open_answer`` (``answer_sentence(answer)``; null where the question names its
+    options) for open-ended; ``questions`` only says, in the card, which form this
+    export is for and how to read it.
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    _question_forms(questions)
     out = Path(out)
     qas = _read_qa(root)
     frames = export_frames(root, out)
@@ -176,6 +260,7 @@ def export_hf(root: Path, out: Path, license: str = "cc-by-4.0") -> Summary:
             "answer": [q.answer for q in qas],
             "options": [list(q.options) for q in qas],
             "answer_index": [q.answer_index for q in qas],
+            "open_answer": [None if needs_options(q) else answer_sentence(q.answer) for q in qas],
             "evidence_frames": [list(q.evidence_frames) for q in qas],
             "video": [video_path(q.movie_id) for q in qas],
             "evidence_frame_paths": [[frame_path(q.movie_id, i) for i in q.evidence_frames] for q in qas],
@@ -183,15 +268,15 @@ def export_hf(root: Path, out: Path, license: str = "cc-by-4.0") -> Summary:
         schema=pa.schema([
             ("movie_id", pa.string()), ("qa_id", pa.string()), ("level", pa.string()), ("qtype", pa.string()),
             ("question", pa.string()), ("answer", pa.string()), ("options", pa.list_(pa.string())),
-            ("answer_index", pa.int64()), ("evidence_frames", pa.list_(pa.int64())), ("video", pa.string()),
-            ("evidence_frame_paths", pa.list_(pa.string())),
+            ("answer_index", pa.int64()), ("open_answer", pa.string()), ("evidence_frames", pa.list_(pa.int64())),
+            ("video", pa.string()), ("evidence_frame_paths", pa.list_(pa.string())),
         ]),
     )
     buf = io.BytesIO()
     pq.write_table(table, buf, compression="zstd")
     files, written = list(frames["files"]), list(frames["written"])
     _write(out, HF_PARQUET, buf.getvalue(), files, written)
-    _write(out, "README.md", dataset_card(root, qas, license).encode(), files, written)
+    _write(out, "README.md", dataset_card(root, qas, license, questions=questions).encode(), files, written)
     return {"format": "hf", "files": files, "written": written,
             "counts": {"rows": len(qas), "frames": frames["counts"]["frames"]}}
 
@@ -253,9 +338,37 @@ def _table(header: tuple[str, ...], rows: list[tuple]) -> str:
     return "\n".join(lines)
 
 
-def dataset_card(root: Path, qas: list[QA], license: str = "cc-by-4.0") -> str:
-    """The dataset card: Hub metadata in the YAML header; what, how big, how made and how good in the body."""
+def _questions_text(qas: list[QA], questions: str) -> str:
+    """The card's "Questions" section: the form this export is for and which columns to read."""
+    forms = _question_forms(questions)
+    left_out = sum(needs_options(q) for q in qas)
+    parts = [f"This export was made for **{' and '.join(f.replace('_', '-') for f in forms)}** questions "
+             f"(`questions: {questions}`). Every row holds both forms:"]
+    if "multiple_choice" in forms:
+        parts.append("- multiple choice: ask `question` with the four lettered `options`; the target is "
+                     "`answer_index` (`answer` is that option's text). LLaVA conversations: `llava.json`.")
+    if "open_ended" in forms:
+        parts.append(f"- open-ended: ask `question` alone; the target is `open_answer` (`answer` as a sentence; "
+                     f"for the overview question, the movie's overview). {left_out} question(s) name their options "
+                     f"(\"Which of these ...\") and have no single answer without them: their `open_answer` is "
+                     f"null, so leave them out. LLaVA conversations: `llava_open_ended.json`.")
+    if forms == ("multiple_choice",):
+        parts.append(f"- open-ended use: `question` and `open_answer`, where not null ({left_out} question(s) "
+                     f"name their options).")
+    elif forms == ("open_ended",):
+        parts.append("- multiple-choice use: `question`, `options` and `answer_index`.")
+    return parts[0] + "\n\n" + "\n".join(parts[1:])
+
+
+def dataset_card(root: Path, qas: list[QA], license: str = "cc-by-4.0", questions: str = "multiple_choice") -> str:
+    """The dataset card: Hub metadata in the YAML header; what, how big, how made and how good in the body.
+
+    ``questions`` (``QUESTIONS``) is the form the export was made for: the tags, the first
+    sentence and the "Questions" section say which.
+    """
     root = Path(root)
+    forms = _question_forms(questions)
+    form_words = " and ".join(f.replace("_", "-") for f in forms)
     params = checked_params(root)
     movies = read_plots(root)
     keyframes = read_table(stage_dir(root, "keyframes") / "keyframes.parquet", "keyframes").height
@@ -263,7 +376,7 @@ def dataset_card(root: Path, qas: list[QA], license: str = "cc-by-4.0") -> str:
         "license": license,
         "task_categories": ["visual-question-answering", "video-text-to-text"],
         "language": ["en"],
-        "tags": ["synthetic", "video-qa", "multiple-choice", "dreamframe"],
+        "tags": ["synthetic", "video-qa", *(f.replace("_", "-") for f in forms), "dreamframe"],
         "pretty_name": "DreamFrame synthetic video QA",
         "size_categories": [size_category(len(qas))],
         "configs": [{"config_name": "default", "data_files": [{"split": "train", "path": "data/*.parquet"}]}],
@@ -289,7 +402,7 @@ def dataset_card(root: Path, qas: list[QA], license: str = "cc-by-4.0") -> str:
 
     body = f"""# DreamFrame synthetic video QA
 
-Multiple-choice video question answering on synthetic movies made by the DreamFrame
+{form_words.capitalize()} video question answering on synthetic movies made by the DreamFrame
 pipeline: a story written in three levels of expansion (substories, tinystories,
 keyframes with dialogue), a per-movie style fixed from reference images, every
 keyframe drawn in that style, and questions that name the keyframes showing their
@@ -304,7 +417,7 @@ answers (`evidence_frames`, 0-based; questions say "keyframe N", 1-based).
 ## Files
 
 - `{HF_PARQUET}`: one row per QA: `movie_id, qa_id, level, qtype, question, answer,
-  options (4), answer_index, evidence_frames, video, evidence_frame_paths`.
+  options (4), answer_index, open_answer, evidence_frames, video, evidence_frame_paths`.
 - `video`: `movies/<movie_id>.mp4`, the keyframes as an H.264 video (with a `.srt`
   of the dialogue); `evidence_frame_paths`: the PNGs under `frames/<movie_id>/`.
   Paths are relative to this folder.
@@ -313,6 +426,10 @@ answers (`evidence_frames`, 0-based; questions say "keyframe N", 1-based).
 from datasets import load_dataset
 ds = load_dataset("path/to/this/folder", split="train")
 ```
+
+## Questions
+
+{_questions_text(qas, questions)}
 
 ## Question types
 
@@ -498,16 +615,18 @@ def export_mp4(root: Path, out: Path, fps: float = 2.0, subtitles: bool = True,
 
 # ---------------------------------------------------------------- all
 def export_all(root: Path, out: Path, formats: list[str], fps: float = 2.0, subtitles: bool = True,
-               license: str = "cc-by-4.0", frames_as: str = "folder",
+               license: str = "cc-by-4.0", frames_as: str = "folder", questions: str = "multiple_choice",
                on_item: Progress | None = None) -> dict[str, Summary]:
     """Write each of ``formats``; the videos first whenever a format names them.
 
     "videochatgpt", "hf" and "llava" with ``frames_as="video"`` point at
     ``movies/*.mp4``, so "mp4" is added for them: an export never names a missing file.
+    ``questions`` goes to "llava" (which files) and "hf" (what the card says); see ``export_llava``.
     """
     unknown = [f for f in formats if f not in FORMATS]
     if unknown:
         raise ValueError(f"unknown export format(s) {', '.join(map(repr, unknown))} (known: {', '.join(FORMATS)})")
+    _question_forms(questions)  # before anything is written
     wanted = set(formats)
     if wanted & {"videochatgpt", "hf"} or ("llava" in wanted and frames_as == "video"):
         wanted.add("mp4")
@@ -517,9 +636,9 @@ def export_all(root: Path, out: Path, formats: list[str], fps: float = 2.0, subt
     if "mp4" in wanted:
         done["mp4"] = export_mp4(root, out, fps=fps, subtitles=subtitles, on_item=on_item)
     if "llava" in wanted:
-        done["llava"] = export_llava(root, out, frames_as=frames_as)
+        done["llava"] = export_llava(root, out, frames_as=frames_as, questions=questions)
     if "videochatgpt" in wanted:
         done["videochatgpt"] = export_videochatgpt(root, out)
     if "hf" in wanted:
-        done["hf"] = export_hf(root, out, license=license)
+        done["hf"] = export_hf(root, out, license=license, questions=questions)
     return done

@@ -11,6 +11,7 @@ import pytest
 import yaml
 from PIL import Image
 
+from dreamframe_assets.core.plot import QA
 from dreamframe_assets.core.store import read_plots
 from dreamframe_assets.dataset import export
 from dreamframe_assets.pipeline.steps import read_keyframes, read_qa
@@ -60,10 +61,13 @@ def test_hf_dataset_loads_with_datasets(built, exported, tmp_path):
     ds = datasets.load_dataset(str(out), split="train", cache_dir=str(tmp_path / "hf-cache"))
     assert ds.num_rows == len(qas)
     assert {"movie_id", "qa_id", "level", "qtype", "question", "answer", "options", "answer_index",
-            "evidence_frames", "video", "evidence_frame_paths"} <= set(ds.column_names)
+            "open_answer", "evidence_frames", "video", "evidence_frame_paths"} <= set(ds.column_names)
     row = ds[0]
     assert row["answer"] == row["options"][row["answer_index"]]
     assert all(r["answer"] == r["options"][r["answer_index"]] for r in ds)
+    for r, qa in zip(ds, qas):  # open-ended: the answer as a sentence, none where the question needs its options
+        assert r["open_answer"] == (None if export.needs_options(qa) else export.answer_sentence(qa.answer))
+    assert any(r["open_answer"] is None for r in ds) and any(r["open_answer"] for r in ds)
     assert (out / row["video"]).is_file()
     assert row["evidence_frame_paths"] and all((out / p).is_file() for p in row["evidence_frame_paths"])
     assert len(row["evidence_frame_paths"]) == len(row["evidence_frames"])
@@ -83,12 +87,51 @@ def test_dataset_card(built, exported):
     for prompt, version in export.prompt_versions().items():
         assert f"| {prompt} | {version} |" in body
     assert "| qa | 1 |" in body
+    assert "multiple-choice" in meta["tags"] and "open-ended" not in meta["tags"]  # the default mode
+    assert "# DreamFrame synthetic video QA\n\nMultiple-choice video question answering" in body
+    assert "(`questions: multiple_choice`)" in body and "llava_open_ended.json" not in body
     assert f"| accuracy.oracle.overall | {metrics['accuracy']['oracle']['overall']:.4f} |" in body
     assert f"| language_bias_gap | {metrics['language_bias_gap']:.4f} |" in body
     for key in ("map.text", "style_consistency.within_movie", "diversity.distinct_2"):
         assert f"| {key} |" in body
     assert "keyframes:\n  renderer: offline" in body  # the params.yaml, whole
     assert "| keyframe renderer (`keyframes.renderer`) | offline |" in body
+
+
+def test_dataset_card_says_the_question_form(built):
+    qas = read_qa(built)
+    left_out = sum(export.needs_options(q) for q in qas)
+    assert left_out
+    for questions, tags, first in (("open_ended", ["open-ended"], "Open-ended video"),
+                                   ("both", ["multiple-choice", "open-ended"], "Multiple-choice and open-ended video")):
+        head, body = re.match(r"^---\n(.*?)\n---\n(.*)$", export.dataset_card(built, qas, questions=questions),
+                              re.S).groups()
+        assert [t for t in yaml.safe_load(head)["tags"] if t.endswith("-ended") or t.endswith("-choice")] == tags
+        assert f"\n\n{first} question answering" in body
+        assert f"(`questions: {questions}`)" in body
+        assert f"{left_out} question(s) name their options" in body and "llava_open_ended.json" in body
+        assert ("llava.json" in body) == (questions == "both")
+    with pytest.raises(ValueError, match="questions"):
+        export.dataset_card(built, qas, questions="open")
+
+
+def test_answer_sentence_and_needs_options():
+    assert export.answer_sentence("hugging") == "Hugging."
+    assert export.answer_sentence(" three ") == "Three."
+    assert export.answer_sentence("It takes place at the old lighthouse.") == "It takes place at the old lighthouse."
+    assert export.answer_sentence('He shouts "Run!"') == 'He shouts "Run!"'
+    assert export.answer_sentence("a tall woman (in red)") == "A tall woman (in red)."
+    assert export.answer_sentence("") == ""
+
+    def qa(question):
+        return QA(movie_id="m", qa_id="m-q0", level="qa", qtype="who", question=question,
+                  answer="a", options=("a", "b", "c", "d"), answer_index=0,
+                  evidence_frames=(0,), subject=None, source="qa:0:answer")
+
+    assert export.needs_options(qa("Which of these people can be seen in keyframe 1?"))
+    assert export.needs_options(qa("Which of the following happens first?"))
+    assert not export.needs_options(qa("Who says \"Now, we finish this.\"?"))
+    assert not export.needs_options(qa("Describe in detail the events that occur in this movie."))
 
 
 def _decode(path):
@@ -144,7 +187,7 @@ def test_mp4_is_deterministic_and_pads_odd_sizes(tmp_path):
 
 
 def test_llava_records(built, exported):
-    out, _, _ = exported
+    out, summary, _ = exported
     qas = {q.qa_id: q for q in read_qa(built)}
     records = json.loads((out / "llava.json").read_text())
     assert len(records) == len(qas) and {r["id"] for r in records} == set(qas)
@@ -157,6 +200,8 @@ def test_llava_records(built, exported):
             assert f"\n{letter}. {option}\n" in human["value"]
         assert gpt["value"] == f"{'ABCD'[qa.answer_index]}. {qa.answer}"
         assert r["frames"] == f"frames/{qa.movie_id}"
+    assert not (out / "llava_open_ended.json").exists()  # multiple choice is the default, alone
+    assert summary["llava"]["counts"]["records"] == summary["llava"]["counts"]["multiple_choice"] == len(qas)
     for mid, plot in read_plots(built).items():
         pngs = sorted((out / "frames" / mid).glob("*.png"))
         assert [p.name for p in pngs] == [f"{i:05d}.png" for i in range(len(plot.frames))]
@@ -172,10 +217,66 @@ def test_llava_video_and_videochatgpt(built, tmp_path):
     llava = json.loads((tmp_path / "llava.json").read_text())
     assert all((tmp_path / r["video"]).is_file() and "frames" not in r for r in llava)
     records = json.loads((tmp_path / "videochatgpt_qa.json").read_text())
-    assert len(records) == len(qas)
-    for r, qa in zip(records, qas):
+    asked = [qa for qa in qas if not export.needs_options(qa)]  # open-ended: as the open-ended LLaVA export
+    assert len(records) == len(asked) < len(qas)
+    assert summary["videochatgpt"]["counts"] == {"records": len(asked), "needs_options": len(qas) - len(asked)}
+    for r, qa in zip(records, asked):
         assert r == {"video_id": qa.movie_id, "video": f"movies/{qa.movie_id}.mp4", "question": qa.question,
-                     "answer": qa.answer, "qa_id": qa.qa_id, "qtype": qa.qtype}
+                     "answer": export.answer_sentence(qa.answer), "qa_id": qa.qa_id, "qtype": qa.qtype}
         assert (tmp_path / r["video"]).is_file()
     with pytest.raises(ValueError, match="frames_as"):
         export.export_llava(built, tmp_path, frames_as="gif")
+
+
+def _open_ended_checks(records, qas):
+    """The open-ended LLaVA records: the question alone, the answer text, no question that needs its options."""
+    asked = {q.qa_id: q for q in qas if not export.needs_options(q)}
+    assert [r["id"] for r in records] == list(asked)
+    for r in records:
+        qa = asked[r["id"]]
+        human, gpt = r["conversations"]
+        assert (human["from"], gpt["from"]) == ("human", "gpt")
+        assert human["value"] == f"<video>\n{qa.question}"
+        assert "letter" not in human["value"] and not re.search(r"^[ABCD]\. ", human["value"], re.M)
+        assert gpt["value"] == export.answer_sentence(qa.answer)
+        assert gpt["value"][0].isupper() and gpt["value"][-1] in ".!?\""
+    return asked
+
+
+def test_llava_open_ended(built, exported, tmp_path):
+    out, _, _ = exported
+    qas = read_qa(built)
+    summary = export.export_llava(built, tmp_path, frames_as="video", questions="open_ended")
+    assert summary["files"] == ["llava_open_ended.json"] and not (tmp_path / "llava.json").exists()
+    records = json.loads((tmp_path / "llava_open_ended.json").read_text())
+    asked = _open_ended_checks(records, qas)
+    assert summary["counts"] == {"records": len(asked), "open_ended": len(asked),
+                                 "needs_options": len(qas) - len(asked)}
+    assert {q.qtype for q in qas if q.qa_id not in asked} <= {"who", "order"}  # "Which of these ..."
+    assert len(asked) < len(qas)
+    overview = next(r for r in records if asked[r["id"]].qtype == "overview")  # the paper's open-ended question
+    qa = asked[overview["id"]]
+    assert overview["conversations"][0]["value"] == "<video>\nDescribe in detail the events that occur in this movie."
+    assert overview["conversations"][1]["value"] == export.answer_sentence(qa.options[qa.answer_index])
+    with pytest.raises(ValueError, match="questions"):
+        export.export_llava(built, tmp_path, questions="open")
+    with pytest.raises(ValueError, match="questions"):  # refused before anything is written
+        export.export_all(built, tmp_path / "nothing", ["llava"], questions="mc")
+    assert not (tmp_path / "nothing").exists()
+
+
+def test_cli_questions_flag_reaches_the_export(built, exported, tmp_path):
+    from typer.testing import CliRunner
+
+    from dreamframe_assets.cli import app
+
+    out, _, _ = exported
+    runner = CliRunner()
+    run = runner.invoke(app, ["export", str(tmp_path), "-f", "llava", "--questions", "both", "--root", str(built)])
+    assert run.exit_code == 0, run.output
+    # both: the multiple-choice file as the default writes it, and the open-ended one beside it
+    assert (tmp_path / "llava.json").read_bytes() == (out / "llava.json").read_bytes()
+    _open_ended_checks(json.loads((tmp_path / "llava_open_ended.json").read_text()), read_qa(built))
+    bad = runner.invoke(app, ["export", str(tmp_path / "x"), "-f", "llava", "--questions", "open",
+                              "--root", str(built)])
+    assert bad.exit_code != 0 and "--questions" in bad.output
