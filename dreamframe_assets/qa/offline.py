@@ -94,9 +94,12 @@ def level_qa(plot: MoviePlot, rng: random.Random) -> list[dict]:
         pools = _level_pools(plot, qa)
         distractors: list[str] = []
         for pool in pools:
+            # Shuffled, then the first of each: a value told by more frames comes first more often,
+            # as likely as a wrong option as it is as the answer (which comes from a frame too).
+            pool = list(pool)
+            rng.shuffle(pool)
             fresh = [p for p in dict.fromkeys(pool) if p not in distractors and answer_key(p) != answer_key(qa.answer)
                      and answer_key(qa.answer) not in answer_key(p)]
-            rng.shuffle(fresh)
             distractors += fresh[: OPTIONS - 1 - len(distractors)]
         distractors = _same_place(plot, qa.question, qa.answer, distractors)
         chosen = choose_options(qa.answer, distractors, rng)
@@ -132,7 +135,7 @@ def _level_pools(plot: MoviePlot, qa) -> list[list[str]]:
     phrases = frame_phrases(plot, name) if table == "frame" else None
     if phrases is not None and int(index) in phrases:
         value = phrases[int(index)]
-        pools = [sorted(set(phrases.values()) - {value})]
+        pools = [[v for v in phrases.values() if v != value]]  # one per frame that shows it
     else:
         value = field_value(plot, qa.source)
         if table in ("substory", "tinystory") and name == "scene":
