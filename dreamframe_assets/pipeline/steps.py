@@ -540,8 +540,8 @@ def _qa_assemble(run: Run, ids: list[str]) -> tuple[dict[Path, bytes], dict, pl.
             for name in rows:
                 rows[name].extend(item[name])
             written.append(item["written"])
-    files = {run.folder / "gates.json": (json.dumps(gate_report(written, rows["dropped"], rows["qa"]), indent=2,
-                                                    sort_keys=True) + "\n").encode()}
+    report = gate_report(written, rows["dropped"], rows["qa"])
+    files = {run.folder / "gates.json": (json.dumps(report, indent=2, sort_keys=True) + "\n").encode()}
     for name, table_rows in rows.items():
         table = rows_table(name, table_rows)
         validate(name, table, where=f"qa_pairs/{name}.parquet")
@@ -551,7 +551,8 @@ def _qa_assemble(run: Run, ids: list[str]) -> tuple[dict[Path, bytes], dict, pl.
     by_gate: dict[str, int] = {}
     for row in rows["dropped"]:
         by_gate[row["gate"]] = by_gate.get(row["gate"], 0) + 1
-    extra = {"qtype_share": dict(zip(shares["qtype"], shares["proportion"])), "dropped_by_gate": by_gate}
+    extra = {"qtype_share": dict(zip(shares["qtype"], shares["proportion"])), "dropped_by_gate": by_gate,
+             "gates": report}
     counts = {"movies": movies, "qa_pairs": len(rows["qa"]), "grounded": int(table["qtype"].is_in(GROUNDED_QTYPES).sum()),
               "dropped": len(rows["dropped"]), "quarantined_qa": len(rows["quarantine"])}
     return files, counts, table.select("qa_id", "qtype", "question", "answer").head(10), extra

@@ -88,7 +88,7 @@ def test_diff_between_committed_versions_and_the_working_tree(repo, tmp_path_fac
     qa2, metrics2 = snapshot(root, keep / "v2")
 
     # working tree: uncommitted, every movie's QA changes
-    edit_params(root, lambda p: p["qa_pairs"].update(grounded_per_frame=0.5))
+    edit_params(root, lambda p: p["qa_pairs"].update(seed=7))
     build(root)
     qa3 = pl.read_parquet(root / "data/qa_pairs/qa.parquet")
     before = stamps(root)
@@ -144,7 +144,7 @@ def test_diff_between_committed_versions_and_the_working_tree(repo, tmp_path_fac
     assert diff.added == [] and diff.removed == []
     assert sorted(diff.changed) == sorted(set(qa3["movie_id"])) and diff.unchanged == 0
     assert (diff.qa_a, diff.qa_b) == (qa2.height, qa3.height)
-    assert [p.key for p in diff.params] == ["qa_pairs.grounded_per_frame"]
+    assert [p.key for p in diff.params] == ["qa_pairs.seed"]
     assert {m.key: m for m in diff.metrics}["counts.qa_pairs"].b == qa3.height
     doc = (keep / "wt.html").read_text()
     assert doc.count("data:image/png;base64,") == 2 + len(diff.changed)

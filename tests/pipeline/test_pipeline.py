@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from dreamframe_assets.core.ids import movie_id_for
+from dreamframe_assets.core.vocabulary import QA_GATES
 from dreamframe_assets.pipeline import backends
 
 from ..conftest import STAGES, TINY_THEMES, build_record, materialize, metadata
@@ -51,7 +52,12 @@ def test_graph_builds_a_complete_dataset(built_dataset):
             movie_id_for(t) for t in TINY_THEMES), stage
         assert record["metadata"][stage]["movies"] == {"states": {"done": 3}, "not_done": {}}, stage
     dropped = pl.read_parquet(root / "data/qa_pairs/dropped.parquet")
-    assert set(dropped["gate"]) <= {"options", "length", "evidence", "oracle", "duplicate", "qtype_cap"}
+    assert set(dropped["gate"]) <= set(QA_GATES)
+    gates = json.loads((root / "data/qa_pairs/gates.json").read_text())
+    shipped = gates["shipped"]["qa_pairs"]
+    assert shipped == qa.height and gates["written"]["qa_pairs"] == shipped + gates["dropped"]["qa_pairs"]
+    assert gates["written"]["oracle_accuracy"] == 1.0  # what the offline writers produce, before any gate
+    assert record["metadata"]["qa_pairs"]["gates"] == gates
     md = record["metadata"]["movie_plots"]
     assert md["cache_misses"] == 3 and md["count_movies"] == 3 and "preview" in md
 
