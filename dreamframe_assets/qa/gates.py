@@ -5,10 +5,11 @@ that exist, answered by the oracle from those frames, and not a repeat. A QA tha
 fails a gate is dropped into ``qa_pairs/dropped.parquet`` with the gate and the
 reason, and counted in metadata: nothing is silently lost.
 
-Reveals: a QA whose question states the answer of a QA of the same movie (the right
-option's distinguishing words, and none of the wrong options') gives that answer away
-to a model shown the movie's QA together, as trainers that pack a video's QA into one
-conversation do; the revealing QA is dropped (``reveal_pairs``).
+Reveals: a QA whose question or answer states the answer of another QA of the same
+movie about the same thing (the right option's distinguishing words, and none of the
+wrong options') gives that answer away to a model shown the movie's QA together, as
+trainers that pack a video's QA into one conversation do; the revealing QA is dropped
+(``reveal_pairs``), and so is a question that echoes its own answer.
 
 Near-duplicates: two QAs of a movie whose "question + answer" embeddings have a
 cosine of at least the threshold AND the same evidence frames ask the same thing
@@ -134,15 +135,17 @@ def referents(question: str) -> set[str]:
 
 
 def reveal_pairs(qas: list[QA]) -> list[tuple[int, int]]:
-    """(j, i): the question of QA j states the answer of QA i and none of i's wrong options,
-    about the same thing (a title, line or keyframe both name), or j is i: a question that
-    echoes its own answer. Same movie only."""
+    """(j, i): QA j (its question, or its answer, which a conversation of the movie's QA
+    shows too) states the answer of QA i and none of i's wrong options, about the same
+    thing (a title, line or keyframe both name); or j is i: a question that echoes its own
+    answer. Same movie only."""
     phrases = [option_phrases(qa.options) for qa in qas]
     every = sorted({p for ps in phrases for p in ps if p}, key=len, reverse=True)
     if not every:
         return []
     pattern = re.compile(r"\b(?:" + "|".join(re.escape(p) for p in every) + r")\b")
-    found = [set(pattern.findall(" ".join(_words(qa.question)))) for qa in qas]
+    asked = [set(pattern.findall(" ".join(_words(qa.question)))) for qa in qas]
+    shown = [asked[j] | set(pattern.findall(" ".join(_words(qa.answer)))) for j, qa in enumerate(qas)]
     about = [referents(qa.question) for qa in qas]
     out = []
     for i, qa in enumerate(qas):
@@ -150,7 +153,8 @@ def reveal_pairs(qas: list[QA]) -> list[tuple[int, int]]:
         wrong = {p for k, p in enumerate(phrases[i]) if k != qa.answer_index}
         if not right:
             continue
-        for j, said in enumerate(found):
+        for j in range(len(qas)):
+            said = asked[j] if j == i else shown[j]
             if (right in said and not (wrong & said) and qas[j].movie_id == qa.movie_id
                     and (j == i or about[i] & about[j])):
                 out.append((j, i))
@@ -206,15 +210,6 @@ def apply_gates(
             continue
         kept.append(qa)
 
-    revealing: dict[int, int] = {}
-    for j, i in reveal_pairs(kept):
-        if i == j or j not in revealing:
-            revealing[j] = i  # an echo of its own answer is the reason given first
-    for j, i in revealing.items():
-        what = "its own answer" if i == j else f"the answer of {kept[i].qa_id} ({kept[i].question!r})"
-        drop(kept[j], "reveal", f"the question states {what}")
-    kept = [qa for j, qa in enumerate(kept) if j not in revealing]
-
     written_dupes = 0
     if qas:
         vectors = embedder.encode([dedup_text(qa) for qa in qas])
@@ -225,6 +220,16 @@ def apply_gates(
         for i, j in dupes.items():
             drop(kept[i], "duplicate", f"repeats {kept[j].qa_id} ({kept[j].question!r})")
         kept = [qa for i, qa in enumerate(kept) if i not in dupes]
+
+    revealing: dict[int, int] = {}
+    pairs = reveal_pairs(kept)
+    for j, i in sorted(pairs, key=lambda p: p[0] != p[1]):  # echoes first
+        if j not in revealing and i not in revealing:  # once one of two is dropped, the other reveals nothing
+            revealing[j] = i
+    for j, i in revealing.items():
+        drop(kept[j], "reveal", "the question states its own answer" if i == j else
+             f"it states the answer of {kept[i].qa_id} ({kept[i].question!r})")
+    kept = [qa for j, qa in enumerate(kept) if j not in revealing]
 
     capped_ids = {r["qa_id"] for r in cap_qtypes([{**qa.__dict__} for qa in kept], max_qtype_share)}
     for qa in kept:

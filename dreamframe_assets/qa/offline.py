@@ -85,6 +85,13 @@ def _qa(level, qtype, question, answer, options, index, evidence, subject, sourc
 def level_qa(plot: MoviePlot, rng: random.Random) -> list[dict]:
     """The plot's own QAs, each with wrong options of the same shape from the same movie."""
     out = []
+    names = [c.name for c in plot.movie.characters]
+
+    def named(text: str) -> set[str]:
+        """The people of the question a text names: an answer naming the one asked about
+        and wrong options naming others would give the answer away."""
+        return {n for n in names if n in text and n in qa.question}
+
     for i, qa in enumerate(plot.qa):
         if qa.qtype == "overview":
             row = overview_qa(plot, rng)
@@ -100,6 +107,7 @@ def level_qa(plot: MoviePlot, rng: random.Random) -> list[dict]:
             rng.shuffle(pool)
             fresh = [p for p in dict.fromkeys(pool) if p not in distractors and answer_key(p) != answer_key(qa.answer)
                      and answer_key(qa.answer) not in answer_key(p)]
+            fresh.sort(key=lambda p: named(p) != named(qa.answer))  # those naming whom the answer names first
             distractors += fresh[: OPTIONS - 1 - len(distractors)]
         distractors = _same_place(plot, qa.question, qa.answer, distractors)
         chosen = choose_options(qa.answer, distractors, rng)

@@ -1037,7 +1037,7 @@ def _level2_qa(movie: Movie, sub: Substory, tiny: Sequence[Tinystory], qtype: st
         a, src = tiny[j].content, f"tinystory:{i}.{j}:content"
     elif qtype == "why":
         lead = tiny[0].content.split(" ", 1)[0]
-        q = f'What brings {lead} to the scene of "{tiny[0].title}"?'
+        q = f'What brings {lead} to "{tiny[0].title}"?'
         a, src = f"Because {_strip_end(sub.cause)}.", f"substory:{i}:cause"
     elif qtype == "how":
         q = f'How does "{sub.title}" come to a close?'
@@ -1251,6 +1251,17 @@ def _level3_qa(movie: Movie, tiny: Tinystory, frames: Sequence[Frame], qtype: st
 # The writer
 
 
+def by_keyframes(question: str, spans: dict[str, tuple[str, int, int]]) -> str:
+    """A question's quoted titles replaced by the keyframes they span ('"The Storm: Arrival"' ->
+    'the scene in keyframes 5 to 8'): a model sees the keyframes, not the titles, and a title
+    made from its story's words would echo the answer."""
+    for title in sorted(spans, key=len, reverse=True):
+        kind, first, count = spans[title]
+        where = f"keyframe {first + 1}" if count == 1 else f"keyframes {first + 1} to {first + count}"
+        question = question.replace(f'"{title}"', f"the {kind} in {where}")
+    return question
+
+
 class OfflineStoryWriter:
     """Deterministic story writer with no model and no network.
 
@@ -1313,7 +1324,10 @@ class OfflineStoryWriter:
             movie_id, "movie", "overview", OVERVIEW_QUESTION, movie.overview,
             tuple(range(len(frame_list))), "movie::overview",
         )
+        spans = {t.title: ("scene", t.substory_index * per_sub + t.tinystory_index * frames, frames) for t in tinies}
+        spans.update({s.title: ("chapter", s.substory_index * per_sub, per_sub) for s in l1.substories})
+        qa = tuple(replace(q, question=by_keyframes(q.question, spans)) for q in (overview, *qa1, *qa2, *qa3))
         return MoviePlot(
             movie=movie, substories=l1.substories, tinystories=tuple(tinies), frames=tuple(frame_list),
-            dialogue=tuple(lines), qa=(overview, *qa1, *qa2, *qa3),
+            dialogue=tuple(lines), qa=qa,
         )

