@@ -216,7 +216,7 @@ def validate(
     assets: Annotated[Optional[list[str]], typer.Argument(help="Assets whose checks to run (default all).")] = None,
     root: RootOption = None,
 ) -> None:
-    """Check existing data: table contracts, oracle grounding, duplicates, blind accuracy.
+    """Check existing data: table contracts, oracle grounding, duplicates, language bias.
     Nothing is built or rewritten."""
     from .assets.common import STAGE_TABLES, contract_check
     from .assets.qa_pairs import grounded_check
@@ -321,6 +321,8 @@ def summary(root: RootOption = None) -> None:
     scores.add_column("value", justify="right")
     for name, acc in m["accuracy"].items():
         scores.add_row(f"accuracy.{name}.overall", f"{acc['overall']:.3f}")
+    if "language_bias_gap" in m:
+        scores.add_row(f"language_bias_gap ({m['language_bias_probe']} - chance)", f"{m['language_bias_gap']:+.3f}")
     for key, value in m["style_consistency"].items():
         scores.add_row(f"style_consistency.{key}", f"{value:.3f}")
     for qtype, share in m["qtype_share"].items():

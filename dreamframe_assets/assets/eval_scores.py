@@ -1,11 +1,13 @@
 """The `eval_scores` asset: dataset metrics and charts, registered as DVC metrics and plots."""
 
 import json
+import math
 
 import dagster as dg
 
 from ..core.store import stage_dir
 from ..core.vocabulary import GROUNDED_QTYPES
+from ..evaluate.metrics import TEXT_ONLY
 from ..pipeline.code import code_version
 from ..pipeline.steps import evaluate_dataset
 from ..resources import Workspace
@@ -17,8 +19,9 @@ CHARTS = {"qtype_mix": "Question types", "accuracy": "Accuracy per question type
 @dg.asset(group_name="evaluate", deps=["movie_plots", "keyframes", "qa_pairs"], code_version=code_version("eval_scores"),
           kinds={"json"})
 def eval_scores(workspace: Workspace) -> dg.MaterializeResult:
-    """Accuracy per answerer (random, oracle, blind, pixel, vlm), evidence retrieval mAP, style
-    consistency, diversity and the language-bias gap: data/eval_scores/metrics.json and plots/."""
+    """Accuracy per answerer (random, oracle, blind, pixel, vlm) and per text-only probe (frequency,
+    length, conversation, trained), evidence retrieval mAP, style consistency, diversity and the
+    language-bias gap over chance: data/eval_scores/metrics.json and plots/."""
     root = workspace.path
     params = workspace.params()
     result = evaluate_dataset(root, params)
@@ -45,16 +48,62 @@ def eval_scores_oracle_grounded(workspace: Workspace) -> dg.AssetCheckResult:
     )
 
 
+def noise(chance: float, n: int) -> float:
+    """Two standard errors of an accuracy at ``chance`` over ``n`` questions: a probe that far
+    above chance may be luck (one of several probes, on a small dataset), not a shortcut."""
+    return 2 * math.sqrt(chance * (1 - chance) / n) if n else 1.0
+
+
 @dg.asset_check(asset=eval_scores, blocking=True)
-def eval_scores_blind(workspace: Workspace) -> dg.AssetCheckResult:
-    """Questions a text-only answerer gets right without looking are a defect of video QA data."""
-    limit = workspace.params().eval_scores.max_blind_accuracy
-    blind = _metrics(workspace)["accuracy"].get("blind")
-    if blind is None:
-        return dg.AssetCheckResult(passed=True, description="no blind answerer configured (eval_scores.answerers)")
+def eval_scores_language_bias(workspace: Workspace) -> dg.AssetCheckResult:
+    """Questions a text-only probe answers without looking are a defect of video QA data: a model
+    tuned on them learns to ignore the video. The best probe may beat chance by at most
+    ``max_language_bias_gap`` overall, and by ``max_language_bias_gap_qtype`` on any qtype with
+    at least ``min_probe_questions`` QAs (smaller qtypes are reported, not held to it), each
+    beyond two standard errors of sampling noise."""
+    p = workspace.params().eval_scores
+    metrics = _metrics(workspace)
+    if "language_bias_probe" not in metrics:  # no QA, or a metrics.json from before the probes
+        empty = metrics.get("counts", {}).get("qa_pairs", 0) == 0
+        return dg.AssetCheckResult(passed=empty, severity=dg.AssetCheckSeverity.ERROR, description="no QA to probe"
+                                   if empty else "metrics.json has no text-only probes: materialize eval_scores again")
+    acc, chance = metrics["accuracy"], metrics["chance"]
+    best, gap = metrics["language_bias_probe"], metrics["language_bias_gap"]
+    counts = metrics.get("qtype_count", {})
+    by_probe = metrics.get("language_bias_probe_by_qtype", {})
+    gaps = metrics["language_bias_by_qtype"]
+    cq = chance["by_qtype"]
+    over = {q: g for q, g in sorted(gaps.items())
+            if g > p.max_language_bias_gap_qtype + noise(cq.get(q, 0.25), counts.get(q, 0))}
+    failing = {q: f"{by_probe.get(q, '?')} +{g:.3f}" for q, g in over.items() if counts.get(q, 0) >= p.min_probe_questions}
+    margin = noise(chance["overall"], metrics["counts"]["qa_pairs"])
+    noisy = [q for q in over if q not in failing]
+    text = (f"best text-only probe {best}: accuracy {acc[best]['overall']:.3f} vs chance {chance['overall']:.3f} "
+            f"(gap {gap:+.3f}, limit eval_scores.max_language_bias_gap {p.max_language_bias_gap} "
+            f"+ sampling noise {margin:.3f}); "
+            f"qtypes over eval_scores.max_language_bias_gap_qtype {p.max_language_bias_gap_qtype} "
+            f"(with >= {p.min_probe_questions} QAs): {failing or 'none'}")
+    if noisy:
+        text += f"; over it on fewer QAs (not held to it): {', '.join(noisy)}"
+    probes = {n: acc[n]["by_qtype"] for n in TEXT_ONLY if n in acc}
     return dg.AssetCheckResult(
-        passed=blind["overall"] <= limit,
+        passed=gap <= p.max_language_bias_gap + margin and not failing,
         severity=dg.AssetCheckSeverity.ERROR,
-        description=f"blind accuracy {blind['overall']} (limit eval_scores.max_blind_accuracy {limit})",
-        metadata={"blind_by_qtype": dg.MetadataValue.json(blind["by_qtype"])},
+        description=text,
+        metadata={
+            "probe": best,
+            "probe_accuracy": acc[best]["overall"],
+            "chance": chance["overall"],
+            "gap": gap,
+            "max_language_bias_gap": p.max_language_bias_gap,
+            "max_language_bias_gap_qtype": p.max_language_bias_gap_qtype,
+            "min_probe_questions": p.min_probe_questions,
+            "sampling_noise": round(margin, 4),
+            "probes_by_qtype": dg.MetadataValue.json(probes),
+            "chance_by_qtype": dg.MetadataValue.json(chance["by_qtype"]),
+            "gap_by_qtype": dg.MetadataValue.json(gaps),
+            "probe_by_qtype": dg.MetadataValue.json(by_probe),
+            "qtype_count": dg.MetadataValue.json(counts),
+            "failing_qtypes": dg.MetadataValue.json(failing),
+        },
     )

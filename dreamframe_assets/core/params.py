@@ -156,8 +156,12 @@ class EvalScoresParams(_Group):
     retrievers: list[str] = ["text"]  # evidence-frame retrieval: text, clip
     clip_model: str = ""  # a CLIP hub id / folder: CLIP retrieval and CLIP style consistency
     embedder: EmbedderParams = EmbedderParams()
-    # blocking check: questions answerable without looking are a defect of video QA data
-    max_blind_accuracy: Annotated[float, Field(ge=0.0, le=1.0)] = 0.4
+    # blocking check: questions answerable without looking are a defect of video QA data.
+    # The best text-only probe may beat chance by at most this, overall ...
+    max_language_bias_gap: Annotated[float, Field(ge=0.0, le=1.0)] = 0.05
+    # ... and by at most this on any qtype with at least min_probe_questions QAs (fewer: noise)
+    max_language_bias_gap_qtype: Annotated[float, Field(ge=0.0, le=1.0)] = 0.10
+    min_probe_questions: Annotated[int, Field(ge=1)] = 50
 
 
 class ExecutorParams(_Group):

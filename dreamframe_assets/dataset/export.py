@@ -396,8 +396,9 @@ def dataset_card(root: Path, qas: list[QA], license: str = "cc-by-4.0", question
         for group in ("map", "style_consistency", "diversity"):
             rows += [(f"{group}.{k}", f"{v:.4f}") for k, v in sorted(metrics.get(group, {}).items())]
         metrics_text = (
-            "From `data/eval_scores/metrics.json` of the build. `blind` sees the question and options, never "
-            "the frames; `language_bias_gap` is blind minus random accuracy.\n\n" + _table(("metric", "value"), rows)
+            "From `data/eval_scores/metrics.json` of the build. `blind` and the probes (`frequency`, `length`, "
+            "`conversation`, `trained`) see the QA text, never the frames; `language_bias_gap` is the best of "
+            "them minus chance accuracy.\n\n" + _table(("metric", "value"), rows)
         )
 
     body = f"""# DreamFrame synthetic video QA

@@ -4,8 +4,9 @@ Multiple-choice data often leaks its answers through language: the correct optio
 repeats the question's words, is the longest, or is the "central" one that the
 distractors were made by editing. A model can then score well without watching
 anything, and the benchmark measures text priors instead of video understanding.
-Blind accuracy minus chance (0.25) is that language-bias gap; the evaluation gate
-``max_blind_accuracy`` fails a dataset where it is large.
+Blind accuracy minus chance is one measure of that language bias; ``probes.py`` has
+stronger text-only probes, and the blocking check ``eval_scores_language_bias`` fails a
+dataset where the best of them (this answerer included) beats chance by too much.
 
 ``answer`` reads only ``qa.question``, ``qa.options`` and ``qa.qa_id`` (for seeding);
 it never looks at the plot or the images.

@@ -56,7 +56,7 @@ def accuracy_png(accuracy: dict[str, Any]) -> bytes:
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("accuracy")
     ax.set_title("Accuracy per question type")
-    ax.legend(ncol=len(names), fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.28))
+    ax.legend(ncol=min(len(names), 5), fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.28))
     return _png(fig)
 
 

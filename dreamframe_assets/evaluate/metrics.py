@@ -10,6 +10,12 @@ within > across; ``separation`` is their difference. With a CLIP model configure
 ``style_consistency_clip`` is the same protocol on CLIP image embeddings (the
 paper's CLIP-score between frames).
 
+Language bias: text-only probes (``probes.py``, and the ``blind`` answerer when configured)
+answer from the QA text alone; ``accuracy.<probe>`` like any answerer, ``chance`` the
+expected accuracy of a uniform pick (mean of 1 / options), ``language_bias_gap`` the best
+probe's overall accuracy minus chance (``language_bias_probe`` names it), and
+``language_bias_by_qtype`` per qtype the best probe's accuracy minus chance there.
+
 Evidence retrieval: for each question whose evidence is some (not all) frames of
 its movie, the movie's frames are ranked by similarity to the question (text: the
 frames' descriptions and dialogue; clip: the keyframe images); ``map.<retriever>``
@@ -27,7 +33,10 @@ from ..core.plot import QA, MoviePlot
 from ..core.vocabulary import QTYPES
 from ..qa.gates import duplicate_rate
 from .diversity import distinct_n, normalized_entropy
+from .probes import ABSTAIN, PROBES, chance, run_probes
 from .retrieval import clip_aps, mean_ap, text_aps
+
+TEXT_ONLY = ("blind", *PROBES)  # answerers that never see a frame; ties go to the first
 
 
 def _shares(values: Iterable[str]) -> dict[str, float]:
@@ -127,6 +136,24 @@ def diversity(plots: dict[str, MoviePlot], qas: list[QA], dedup_vectors: np.ndar
     return out
 
 
+def language_bias(acc: dict[str, Any], floor: dict[str, Any]) -> dict[str, Any]:
+    """How far the best text-only answerer gets above chance, overall and per qtype (per qtype
+    the best there, which may be another probe: each shortcut is a defect wherever it works)."""
+    probes = [n for n in TEXT_ONLY if n in acc]
+    if not probes:
+        return {}
+    best = max(probes, key=lambda n: (acc[n]["overall"], -probes.index(n)))
+    by_qtype, probe_by_qtype = {}, {}
+    for q in floor["by_qtype"]:
+        scored = [(acc[n]["by_qtype"][q], -i, n) for i, n in enumerate(probes) if q in acc[n]["by_qtype"]]
+        if scored:
+            top, _, name = max(scored)
+            by_qtype[q] = round(top - floor["by_qtype"][q], 4)
+            probe_by_qtype[q] = name
+    return {"language_bias_probe": best, "language_bias_gap": round(acc[best]["overall"] - floor["overall"], 4),
+            "language_bias_by_qtype": by_qtype, "language_bias_probe_by_qtype": probe_by_qtype}
+
+
 def summarize(plots: dict[str, MoviePlot], qas: list[QA], scores: dict[str, dict[str, Any]],
               covered: dict[str, set[str]] | None = None, dedup_vectors: np.ndarray | None = None,
               threshold: float = 0.95) -> dict[str, Any]:
@@ -148,6 +175,12 @@ def summarize(plots: dict[str, MoviePlot], qas: list[QA], scores: dict[str, dict
                     ordered.append(qa)
                     picks.append(pick)
         acc[name] = accuracy(ordered, picks)
+    abstained = []
+    for name, picks in run_probes(qas).items():
+        if qas and all(p == ABSTAIN for p in picks):
+            abstained.append(name)  # the trained probe with a single movie: nothing to train on
+        else:
+            acc[name] = accuracy(qas, picks)
     metrics: dict[str, Any] = {
         "counts": {
             "movies": len(plots),
@@ -157,6 +190,7 @@ def summarize(plots: dict[str, MoviePlot], qas: list[QA], scores: dict[str, dict
             "dialogue_lines": sum(len(p.dialogue) for p in plots.values()),
         },
         "qtype_share": _shares(qa.qtype for qa in qas),
+        "qtype_count": dict(sorted(Counter(qa.qtype for qa in qas).items())),
         "level_share": _shares(qa.level for qa in qas),
         "genre_share": _shares(p.movie.genre for p in plots.values()),
         "answer_position_share": _shares(str(qa.answer_index) for qa in qas),
@@ -168,9 +202,8 @@ def summarize(plots: dict[str, MoviePlot], qas: list[QA], scores: dict[str, dict
     metrics["map"] = {r: round(mean_ap([a for s in scores.values() for a in s["ap"].get(r, [])]), 4) for r in retrievers}
     if any("clip_images" in s for s in scores.values()):
         metrics["style_consistency_clip"] = style_consistency({m: s.get("clip_images", []) for m, s in scores.items()})
-    if "blind" in acc and "random" in acc:
-        metrics["language_bias_gap"] = round(acc["blind"]["overall"] - acc["random"]["overall"], 4)
-        metrics["language_bias_by_qtype"] = {
-            q: round(acc["blind"]["by_qtype"][q] - acc["random"]["by_qtype"].get(q, 0.0), 4) for q in acc["blind"]["by_qtype"]
-        }
+    metrics["chance"] = chance(qas)
+    metrics.update(language_bias(acc, metrics["chance"]))
+    if abstained:
+        metrics["probes_abstained"] = abstained
     return metrics

@@ -693,6 +693,9 @@ def evaluate_dataset(root: Path, params: Params) -> StepResult:
     covered = {a.name: a.answers() for a in answerers if hasattr(a, "answers")}
     dedup = embedder.encode([gates.dedup_text(qa) for qa in ordered]) if ordered else None
     summary = metrics.summarize(plots, ordered, scores, covered, dedup, params.qa_pairs.near_duplicate_threshold)
+    gates_file = stage_dir(root, "qa_pairs") / "gates.json"
+    if gates_file.exists():  # what the QA writers produced and what each gate dropped, beside what ships
+        summary["gates"] = json.loads(gates_file.read_text())
 
     folder = stage_dir(root, "eval_scores")
     sims = metrics.style_similarities({m: s["descriptors"] for m, s in scores.items()})

@@ -26,6 +26,7 @@ multiple-choice form tells the movie's events in four orders. No qtype may excee
 from __future__ import annotations
 
 import random
+import re
 from collections import Counter
 from collections.abc import Sequence
 
@@ -148,7 +149,8 @@ def _level_pools(plot: MoviePlot, qa) -> list[list[str]]:
         value = field_value(plot, qa.source)
         if table in ("substory", "tinystory") and name == "scene":
             value = place_phrase(_places(plot).get(value), value)
-        pools = list(_source_pool(plot, qa.source))
+        same, related = _source_pool(plot, qa.source)
+        pools = [*_same_mood(plot, qa.question, qa.source, same), related]
     start = qa.answer.lower().find(answer_key(value))
     if start < 0 or not answer_key(value):
         return []
@@ -187,6 +189,23 @@ def _source_pool(plot: MoviePlot, source: str) -> tuple[list[str], list[str]]:
         related = [s.cause for s in plot.substories] + [s.outcome for s in plot.substories]
         related += [t.content for t in plot.tinystories] + [s.content for s in plot.substories]
     return same, related
+
+
+def _same_mood(plot: MoviePlot, question: str, source: str, same: list[str]) -> list[list[str]]:
+    """For "Why does X look worried in ...?", the events of scenes where someone looks worried
+    first: an event that fits the look asked about would otherwise stand out among ones
+    that do not."""
+    table, index, name = source.split(":", 2)
+    looks = [e for e, adj in EXPRESSION_ADJ.items() if re.search(rf"\blooks? {adj}\b", question)]
+    if table != "tinystory" or name != "content" or not looks:
+        return [same]
+    shown = {}
+    for f in plot.frames:
+        shown.setdefault(f"{f.substory_index}.{f.tinystory_index}", set()).add(f.expression)
+    fitting = {str(t.content) for t in plot.tinystories
+               if f"{t.substory_index}.{t.tinystory_index}" != index
+               and shown.get(f"{t.substory_index}.{t.tinystory_index}", set()) & set(looks)}
+    return [[v for v in same if v in fitting], [v for v in same if v not in fitting]]
 
 
 def _same_place(plot: MoviePlot, question: str, answer: str, distractors: list[str]) -> list[str]:
