@@ -123,7 +123,20 @@ def option_phrases(options: tuple[str, ...]) -> list[str]:
     tail = 0
     while tail < shortest - head and len({tuple(w[len(w) - tail - 1:]) for w in words}) == 1:
         tail += 1
-    return [" ".join(w[head: len(w) - tail]) for w in words]
+    return [" ".join(_trim(w[head: len(w) - tail])) for w in words]
+
+
+_EDGES = frozenset({"a", "an", "the", "in", "on", "at", "to", "into", "of", "by", "is", "are", "and"})
+
+
+def _trim(words: list[str]) -> list[str]:
+    """A phrase without the little words at its ends ("on the rocky shore" -> "rocky shore"), so
+    that another sentence saying it with other words ("steps onto the rocky shore") is found."""
+    while words and words[0] in _EDGES:
+        words = words[1:]
+    while words and words[-1] in _EDGES:
+        words = words[:-1]
+    return words
 
 
 _REFERENT = re.compile(r'"[^"]+"|\bkeyframes? \d+\b')
