@@ -99,6 +99,13 @@ def level_qa(plot: MoviePlot, rng: random.Random) -> list[dict]:
             if row is not None:
                 out.append(row)
             continue
+        table, index, name = qa.source.split(":", 2)
+        phrases = frame_phrases(plot, name) if table == "frame" else None
+        if phrases is not None:  # a fact of a frame: asked as evenly as the grounded ones
+            row = _even_frame_qa(plot, qa, phrases, rng)
+            if row is not None:
+                out.append(row)
+            continue
         pools = _level_pools(plot, qa)
         distractors: list[str] = []
         for pool in pools:
@@ -116,6 +123,24 @@ def level_qa(plot: MoviePlot, rng: random.Random) -> list[dict]:
             continue  # too little plot to make wrong answers of the same shape
         out.append(_qa(qa.level, qa.qtype, qa.question, qa.answer, *chosen, qa.evidence_frames, None, qa.source))
     return out
+
+
+def _even_frame_qa(plot: MoviePlot, qa, phrases: dict[int, str], rng: random.Random) -> dict | None:
+    """A story question about one frame's fact ("What is Zofia holding ...?"), kept with
+    probability rarest / its value's count of frames among the movie's most shown values
+    (as ``uniform_answers``), its options those values in the answer's sentence: the story
+    picks frames as they come, so a movie's commonest object would otherwise be the
+    answer most of the time."""
+    value = phrases.get(int(qa.source.split(":")[1]))
+    start = qa.answer.lower().find(answer_key(value or "\x00"))
+    seen = Counter(phrases.values())
+    values = even_values(seen)
+    if value not in values or start < 0 or rng.random() >= min(seen[v] for v in values) / seen[value]:
+        return None
+    end = start + len(value)
+    sentences = [qa.answer[:start] + v + qa.answer[end:] for v in values]
+    options, index = choose_options(qa.answer, sentences, rng)
+    return _qa(qa.level, qa.qtype, qa.question, qa.answer, options, index, qa.evidence_frames, None, qa.source)
 
 
 def _places(plot: MoviePlot) -> dict[str, str | None]:
@@ -299,6 +324,16 @@ def _frame_facts(plot: MoviePlot, frame: Frame, qtype: str) -> list[tuple[str, s
 PER_SCENE = ("who", "colour", "count", "location")
 
 
+def even_values(seen: Counter) -> list[str]:
+    """The 3 or 4 values found most often (4 when the fourth is found at least half as often
+    as the third), or none when there are fewer than 3: the values a question offers."""
+    ranked = sorted(seen, key=lambda v: (-seen[v], digest(v)))
+    if len(ranked) < MIN_OPTIONS:
+        return []
+    k = OPTIONS if len(ranked) >= OPTIONS and seen[ranked[OPTIONS - 1]] * 2 >= seen[ranked[MIN_OPTIONS - 1]] else MIN_OPTIONS
+    return sorted(ranked[:k])
+
+
 def uniform_answers(units: list[dict[str, list]], rng: random.Random) -> tuple[list[str], list[tuple[str, object]]]:
     """Pick at most one (value, slot) per unit so that every chosen value is equally likely
     to be the answer, and the values a question may offer.
@@ -310,11 +345,9 @@ def uniform_answers(units: list[dict[str, list]], rng: random.Random) -> tuple[l
     values common answers, which a model learns without looking.
     """
     seen = Counter(v for unit in units for v in unit)
-    ranked = sorted(seen, key=lambda v: (-seen[v], digest(v)))
-    if len(ranked) < MIN_OPTIONS:
+    values = even_values(seen)
+    if not values:
         return [], []
-    k = OPTIONS if len(ranked) >= OPTIONS and seen[ranked[OPTIONS - 1]] * 2 >= seen[ranked[MIN_OPTIONS - 1]] else MIN_OPTIONS
-    values = sorted(ranked[:k])
     rarest = min(seen[v] for v in values)
     picks = []
     for i in rng.sample(range(len(units)), len(units)):
@@ -365,10 +398,12 @@ def _order_questions(plot: MoviePlot, rng: random.Random) -> list[dict]:
         by_text.setdefault(describe_frame(plot, f), f.frame_index)
     frames = sorted(by_text.values())
     out: list[dict] = []
-    if len(frames) < OPTIONS:
-        return out
     for i in range(max(1, len(plot.frames) // 6)):
+        if len(frames) < OPTIONS:
+            break
+        # each description in one question only: one answered "first" elsewhere would say it is early
         chosen = sorted(rng.sample(frames, OPTIONS))
+        frames = [f for f in frames if f not in chosen]
         which = "first" if i % 2 == 0 else "last"
         target = chosen[0] if which == "first" else chosen[-1]
         texts = [describe_frame(plot, plot.frames[j]) for j in chosen]

@@ -58,7 +58,10 @@ def test_good_qas_pass_every_gate(plot):
 
 def test_a_question_that_states_another_answer_is_dropped(plot):
     qas = qas_of(plot)
-    how = next(q for q in qas if q.qtype == "how" and q.source.endswith(":expression"))
+    how = next(q for seed in range(50) for q in OfflineQAWriter().write(plot, 1.0, 1.0, seed).qas
+               if q.qtype == "how" and q.source.endswith(":expression"))
+    qas = [q for q in qas if q.qa_id != how.qa_id] + [replace(how, qa_id="how")]
+    how = qas[-1]
     title = re.search(r"the scene in keyframes? [\d to]+", how.question).group(0)
     right = option_phrases(how.options)[how.answer_index]
     name = how.answer.split(" ", 1)[0]

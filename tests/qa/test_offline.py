@@ -44,7 +44,7 @@ def movies():
 def test_every_qa_is_well_formed(movies):
     for plot in movies:
         qas = write(plot)
-        assert len(qas) > len(plot.qa)
+        assert len(qas) > 20
         for qa in qas:
             assert 3 <= len(qa.options) <= 4 and len({answer_key(o) for o in qa.options}) == len(qa.options), qa
             assert qa.options[qa.answer_index] == qa.answer
