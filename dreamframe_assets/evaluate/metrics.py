@@ -154,6 +154,36 @@ def language_bias(acc: dict[str, Any], floor: dict[str, Any]) -> dict[str, Any]:
             "language_bias_by_qtype": by_qtype, "language_bias_probe_by_qtype": probe_by_qtype}
 
 
+def clustered_noise(qas: list[QA], right: np.ndarray) -> float:
+    """Two standard errors of an accuracy-minus-chance, clustered by movie: a probe tends to
+    pick alike for all of a movie's questions (they share their options), so a movie, not
+    a question, is one draw. Small datasets get a wide margin, large ones a narrow one."""
+    if not len(qas):
+        return 1.0
+    diff: dict[str, list[float]] = {}
+    for qa, r in zip(qas, right):
+        diff.setdefault(qa.movie_id, []).append(float(r) - 1 / len(qa.options))
+    m = len(diff)
+    if m < 2:
+        return 1.0
+    gap = sum(sum(d) for d in diff.values()) / len(qas)
+    resid = np.array([sum(d) - len(d) * gap for d in diff.values()])
+    return round(float(2 * np.sqrt(m / (m - 1) * (resid ** 2).sum()) / len(qas)), 4)
+
+
+def bias_noise(qas: list[QA], picks: dict[str, list[int]], bias: dict[str, Any]) -> dict[str, Any]:
+    """``clustered_noise`` of the best probe overall and of each qtype's best probe."""
+    if "language_bias_probe" not in bias:
+        return {}
+    right = {n: np.array([p == qa.answer_index for qa, p in zip(qas, picks[n])]) for n in picks}
+    by_qtype = {}
+    for q, name in bias["language_bias_probe_by_qtype"].items():
+        rows = [i for i, qa in enumerate(qas) if qa.qtype == q]
+        by_qtype[q] = clustered_noise([qas[i] for i in rows], right[name][rows])
+    return {"language_bias_noise": clustered_noise(qas, right[bias["language_bias_probe"]]),
+            "language_bias_noise_by_qtype": by_qtype}
+
+
 def summarize(plots: dict[str, MoviePlot], qas: list[QA], scores: dict[str, dict[str, Any]],
               covered: dict[str, set[str]] | None = None, dedup_vectors: np.ndarray | None = None,
               threshold: float = 0.95) -> dict[str, Any]:
@@ -176,11 +206,16 @@ def summarize(plots: dict[str, MoviePlot], qas: list[QA], scores: dict[str, dict
                     picks.append(pick)
         acc[name] = accuracy(ordered, picks)
     abstained = []
+    text_picks: dict[str, list[int]] = {}
+    if "blind" in names:
+        blind = {qa.qa_id: p for mid, mine in by_movie.items() for qa, p in zip(mine, scores[mid]["picks"]["blind"])}
+        text_picks["blind"] = [blind[qa.qa_id] for qa in qas]
     for name, picks in run_probes(qas).items():
         if qas and all(p == ABSTAIN for p in picks):
             abstained.append(name)  # the trained probe with a single movie: nothing to train on
         else:
             acc[name] = accuracy(qas, picks)
+            text_picks[name] = picks
     metrics: dict[str, Any] = {
         "counts": {
             "movies": len(plots),
@@ -204,6 +239,7 @@ def summarize(plots: dict[str, MoviePlot], qas: list[QA], scores: dict[str, dict
         metrics["style_consistency_clip"] = style_consistency({m: s.get("clip_images", []) for m, s in scores.items()})
     metrics["chance"] = chance(qas)
     metrics.update(language_bias(acc, metrics["chance"]))
+    metrics.update(bias_noise(qas, text_picks, metrics))
     if abstained:
         metrics["probes_abstained"] = abstained
     return metrics

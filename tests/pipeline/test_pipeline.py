@@ -9,7 +9,6 @@ import pytest
 import yaml
 
 from dreamframe_assets.core.ids import movie_id_for
-from dreamframe_assets.assets.eval_scores import noise
 from dreamframe_assets.core.vocabulary import QA_GATES
 from dreamframe_assets.pipeline import backends
 
@@ -185,8 +184,10 @@ def test_language_bias_above_the_limit_fails_evaluation(built):
     bias = next(c for c in result.get_asset_check_evaluations() if c.check_name == "eval_scores_language_bias")
     m = json.loads((root / "data/eval_scores/metrics.json").read_text())
     # the tiny dataset is small: the limit holds beyond two standard errors of sampling noise
-    over = m["language_bias_gap"] > noise(m["chance"]["overall"], m["counts"]["qa_pairs"]) or any(
-        g > noise(m["chance"]["by_qtype"][q], m["qtype_count"][q]) for q, g in m["language_bias_by_qtype"].items())
+    spread = m["language_bias_noise_by_qtype"]
+    assert 0 < m["language_bias_noise"] <= 1 and set(spread) == set(m["language_bias_by_qtype"])
+    over = m["language_bias_gap"] > m["language_bias_noise"] or any(
+        g > spread[q] for q, g in m["language_bias_by_qtype"].items())
     assert bias.passed is (not over) and result.success is (not over)
     assert "eval_scores.max_language_bias_gap 0.0" in bias.description
 
@@ -196,8 +197,9 @@ def test_metrics_layout_and_charts(built_dataset):
     m = json.loads((root / "data/eval_scores/metrics.json").read_text())
     for name in ["random", "oracle", "blind", "pixel"]:
         assert {"overall", "by_qtype", "by_level"} <= set(m["accuracy"][name])
-    assert set(m["accuracy"]["pixel"]["by_qtype"]) == {"count", "colour", "who"}
-    assert m["accuracy"]["pixel"]["by_qtype"]["count"] >= 0.95 and m["accuracy"]["pixel"]["by_qtype"]["colour"] >= 0.95
+    pixel = m["accuracy"]["pixel"]["by_qtype"]
+    assert "count" in pixel and set(pixel) <= {"count", "colour", "who"}  # three tiny movies may ask no colour
+    assert all(a >= 0.95 for a in pixel.values()), pixel
     assert 0 < m["map"]["text"] <= 1
     assert {"within_movie", "across_movies", "adjacent"} <= set(m["style_consistency"])
     assert {"distinct_2", "near_duplicate_rate"} <= set(m["diversity"])
