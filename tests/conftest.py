@@ -41,9 +41,6 @@ def tiny_params(themes=TINY_THEMES) -> dict:
     params["style_banks"].update(references=2, size=64)
     params["keyframes"].update(width=96, height=64)
     params["executor"].update(workers=1)  # in this process, so a test's monkeypatches reach the backends
-    # Three movies are too few to measure language bias (a probe trained on two movies, 55
-    # questions): the probes run, their limit is held by tests/qa/test_shortcuts.py.
-    params["eval_scores"].update(max_language_bias_gap=0.5)
     return params
 
 

@@ -154,6 +154,9 @@ def language_bias(acc: dict[str, Any], floor: dict[str, Any]) -> dict[str, Any]:
             "language_bias_by_qtype": by_qtype, "language_bias_probe_by_qtype": probe_by_qtype}
 
 
+MIN_CLUSTERS = 5  # movies needed before a language-bias gap means anything
+
+
 def clustered_noise(qas: list[QA], right: np.ndarray) -> float:
     """Two standard errors of an accuracy-minus-chance, clustered by movie: a probe tends to
     pick alike for all of a movie's questions (they share their options), so a movie, not
@@ -164,8 +167,8 @@ def clustered_noise(qas: list[QA], right: np.ndarray) -> float:
     for qa, r in zip(qas, right):
         diff.setdefault(qa.movie_id, []).append(float(r) - 1 / len(qa.options))
     m = len(diff)
-    if m < 2:
-        return 1.0
+    if m < MIN_CLUSTERS:
+        return 1.0  # too few movies for a standard error: nothing can be told
     gap = sum(sum(d) for d in diff.values()) / len(qas)
     resid = np.array([sum(d) - len(d) * gap for d in diff.values()])
     return round(float(2 * np.sqrt(m / (m - 1) * (resid ** 2).sum()) / len(qas)), 4)
