@@ -311,7 +311,7 @@ def summary(root: RootOption = None) -> None:
         ("movie_plots", "data/movie_plots/*.parquet", "movies, characters, substories, tinystories, frames, dialogue, plot_qa"),
         ("style_banks", "data/style_banks/", "styles.parquet + references/<movie>.png"),
         ("keyframes", "data/keyframes/", "keyframes.parquet + shards/<movie>.tar (PNGs)"),
-        ("qa_pairs", "data/qa_pairs/qa.parquet", "QA with 4 options and evidence frames"),
+        ("qa_pairs", "data/qa_pairs/qa.parquet", "QA with 3 or 4 options and evidence frames"),
         ("eval_scores", "data/eval_scores/metrics.json", "metrics (dvc metrics show)"),
     ]:
         files.add_row(stage, path, what)

@@ -1,4 +1,4 @@
-"""The `qa_pairs` asset: all QA pairs that pass the quality gates, 4 options each."""
+"""The `qa_pairs` asset: all QA pairs that pass the quality gates, 3 or 4 options each."""
 
 from pathlib import Path
 

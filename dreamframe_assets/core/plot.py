@@ -9,6 +9,7 @@ under ``data/movie_plots/`` (see ``schemas.py``); the words they use are in
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field
 
 
@@ -24,10 +25,9 @@ class Character:
         """The appearance without its clothing colour ("a tall woman with short grey hair"):
         how questions and options name a person, so that naming someone never answers a
         question about the colour they wear."""
-        for ending in (f" in {self.clothing_colour}", f" wearing {self.clothing_colour}"):
-            if self.appearance.endswith(ending):
-                return self.appearance[: -len(ending)]
-        return self.appearance
+        clause = re.search(rf"(?:,? (?:in|wearing|dressed in) [\w' -]*?\b{re.escape(self.clothing_colour)}\b[\w' -]*)$",
+                           self.appearance)  # "... in red", "... in royal blue", "... wearing a green coat"
+        return self.appearance[: clause.start()] if clause and clause.start() > 0 else self.appearance
 
 
 @dataclass(frozen=True)

@@ -176,7 +176,7 @@ def export_llava(root: Path, out: Path, frames_as: str = "folder", questions: st
     - ``"multiple_choice"`` (default): ``llava.json``, the question with its lettered
       options and the instruction to answer with a letter; the gpt turn is "B. <option>".
     - ``"open_ended"``: ``llava_open_ended.json``, the question alone; the gpt turn is
-      ``answer_sentence(qa.answer)`` (for the overview question, the movie's overview).
+      ``answer_sentence(qa.answer)`` (for the overview question, four of its events told in story order).
       Questions that name their options (``needs_options``) are left out.
     - ``"both"``: both files. This is how LLaVA-Video-178K ships its QA: separate
       ``*_mc_*_qa_processed.json`` and ``*_oe_*_qa_processed.json`` files that a trainer's
@@ -345,11 +345,11 @@ def _questions_text(qas: list[QA], questions: str) -> str:
     parts = [f"This export was made for **{' and '.join(f.replace('_', '-') for f in forms)}** questions "
              f"(`questions: {questions}`). Every row holds both forms:"]
     if "multiple_choice" in forms:
-        parts.append("- multiple choice: ask `question` with the four lettered `options`; the target is "
+        parts.append("- multiple choice: ask `question` with its lettered `options` (3 or 4); the target is "
                      "`answer_index` (`answer` is that option's text). LLaVA conversations: `llava.json`.")
     if "open_ended" in forms:
         parts.append(f"- open-ended: ask `question` alone; the target is `open_answer` (`answer` as a sentence; "
-                     f"for the overview question, the movie's overview). {left_out} question(s) name their options "
+                     f"for the overview question, four of the movie's events in story order). {left_out} question(s) name their options "
                      f"(\"Which of these ...\") and have no single answer without them: their `open_answer` is "
                      f"null, so leave them out. LLaVA conversations: `llava_open_ended.json`.")
     if forms == ("multiple_choice",):

@@ -1,4 +1,4 @@
-"""The chance answerer: picks an option at random, 1 in 4; the floor every other answerer is read against."""
+"""The chance answerer: picks an option at random (1 in 3 or 4); the floor every other answerer is read against."""
 
 from __future__ import annotations
 

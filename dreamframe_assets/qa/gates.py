@@ -139,12 +139,17 @@ def _trim(words: list[str]) -> list[str]:
     return words
 
 
-_REFERENT = re.compile(r'"[^"]+"|\bkeyframes? \d+\b')
+_QUOTED = re.compile(r'"[^"]+"')
+_KEYFRAMES = re.compile(r"\bkeyframes? (\d+)(?: to (\d+))?\b")
 
 
 def referents(question: str) -> set[str]:
-    """What a question is about: the titles and lines it quotes and the keyframes it names."""
-    return set(_REFERENT.findall(question))
+    """What a question is about: the titles and lines it quotes and each keyframe it names
+    ("keyframes 5 to 8" names 5, 6, 7 and 8)."""
+    found = set(_QUOTED.findall(question))
+    for first, last in _KEYFRAMES.findall(question):
+        found |= {f"keyframe {k}" for k in range(int(first), int(last or first) + 1)}
+    return found
 
 
 def reveal_pairs(qas: list[QA]) -> list[tuple[int, int]]:

@@ -111,7 +111,8 @@ def level_qa(plot: MoviePlot, rng: random.Random) -> list[dict]:
             continue
         table, index, name = qa.source.split(":", 2)
         phrases = frame_phrases(plot, name) if table == "frame" else None
-        if phrases is not None:  # a fact of a frame: asked as evenly as the grounded ones
+        said = phrases.get(int(index)) if phrases is not None else None
+        if said is not None and answer_key(said) in qa.answer.lower():  # a frame's fact, asked as evenly as grounded ones
             row = _even_frame_qa(plot, qa, phrases, rng)
             if row is not None:
                 out.append(row)
@@ -284,7 +285,8 @@ def overview_qa(plot: MoviePlot, rng: random.Random) -> dict | None:
     differ only in what happens first, next and last. Open-ended, the answer is the first option."""
     first: dict[str, int] = {}
     for i, t in enumerate(plot.tinystories):
-        first.setdefault(answer_key(t.content), i)  # an event told twice would make two options equal
+        if not re.search(r"\d", t.content):  # "Keyframes 1013-1023 at ...": numbers would tell the order
+            first.setdefault(answer_key(t.content), i)  # an event told twice would make two options equal
     if len(first) < EVENTS:
         return None
     picks = sorted(rng.sample(sorted(first.values()), EVENTS))

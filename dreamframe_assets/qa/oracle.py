@@ -39,8 +39,10 @@ class OracleAnswerer:
                 return _find(qa.options, told)
             table, index, name = qa.source.split(":", 2)
             phrases = frame_phrases(plot, name) if table == "frame" else None
-            if phrases is not None:
-                return _find(qa.options, phrases.get(int(index)), contains=True)
+            if phrases is not None:  # "looks happy" for a smiling frame; else the field as a writer said it
+                pick = _find(qa.options, phrases.get(int(index)), contains=True)
+                if pick >= 0:
+                    return pick
             return _find(qa.options, field_value(plot, qa.source), contains=True)
         frames = [plot.frames[i] for i in qa.evidence_frames if 0 <= i < len(plot.frames)]
         if not frames:

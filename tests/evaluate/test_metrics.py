@@ -48,4 +48,4 @@ def test_movie_scores_and_summary_count_and_answer(plot):
     assert m["counts"] == {"movies": 1, "frames": 6, "keyframes": 6, "qa_pairs": len(qas), "dialogue_lines": 3}
     assert m["accuracy"]["oracle"]["overall"] == 1.0
     assert abs(sum(m["qtype_share"].values()) - 1) < 1e-3
-    assert max(m["qtype_share"].values()) <= 0.3 + 1e-9
+    assert max(m["qtype_share"].values()) <= max(0.3, 1 / len(m["qtype_share"])) + 1e-9  # an even split when the cap cannot be met
