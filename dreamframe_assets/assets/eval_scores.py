@@ -1,7 +1,6 @@
 """The `eval_scores` asset: dataset metrics and charts, registered as DVC metrics and plots."""
 
 import json
-import math
 
 import dagster as dg
 
@@ -48,13 +47,6 @@ def eval_scores_oracle_grounded(workspace: Workspace) -> dg.AssetCheckResult:
     )
 
 
-def noise(chance: float, n: int) -> float:
-    """Two standard errors of an accuracy at ``chance`` over ``n`` independent questions: a probe
-    that far above chance may be luck, not a shortcut. metrics.json's ``language_bias_noise``
-    (clustered by movie, wider) is used where it is there."""
-    return 2 * math.sqrt(chance * (1 - chance) / n) if n else 1.0
-
-
 @dg.asset_check(asset=eval_scores, blocking=True)
 def eval_scores_language_bias(workspace: Workspace) -> dg.AssetCheckResult:
     """Questions a text-only probe answers without looking are a defect of video QA data: a model
@@ -64,7 +56,7 @@ def eval_scores_language_bias(workspace: Workspace) -> dg.AssetCheckResult:
     beyond two standard errors of sampling noise."""
     p = workspace.params().eval_scores
     metrics = _metrics(workspace)
-    if "language_bias_probe" not in metrics:  # no QA, or a metrics.json from before the probes
+    if "language_bias_noise" not in metrics:  # no QA, or a metrics.json from before the probes
         empty = metrics.get("counts", {}).get("qa_pairs", 0) == 0
         return dg.AssetCheckResult(passed=empty, severity=dg.AssetCheckSeverity.ERROR, description="no QA to probe"
                                    if empty else "metrics.json has no text-only probes: materialize eval_scores again")
@@ -73,11 +65,11 @@ def eval_scores_language_bias(workspace: Workspace) -> dg.AssetCheckResult:
     counts = metrics.get("qtype_count", {})
     by_probe = metrics.get("language_bias_probe_by_qtype", {})
     gaps = metrics["language_bias_by_qtype"]
-    cq, spread = chance["by_qtype"], metrics.get("language_bias_noise_by_qtype", {})
+    spread = metrics["language_bias_noise_by_qtype"]  # two standard errors, clustered by movie
     over = {q: g for q, g in sorted(gaps.items()) if g > p.max_language_bias_gap_qtype}
     failing = {q: f"{by_probe.get(q, '?')} +{g:.3f}" for q, g in over.items() if counts.get(q, 0) >= p.min_probe_questions
-               and g > p.max_language_bias_gap_qtype + spread.get(q, noise(cq.get(q, 0.25), counts.get(q, 0)))}
-    margin = metrics.get("language_bias_noise", noise(chance["overall"], metrics["counts"]["qa_pairs"]))
+               and g > p.max_language_bias_gap_qtype + spread[q]}
+    margin = metrics["language_bias_noise"]
     noisy = [q for q in over if q not in failing]
     text = (f"best text-only probe {best}: accuracy {acc[best]['overall']:.3f} vs chance {chance['overall']:.3f} "
             f"(gap {gap:+.3f}, limit eval_scores.max_language_bias_gap {p.max_language_bias_gap} "

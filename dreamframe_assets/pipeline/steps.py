@@ -16,6 +16,7 @@ import json
 import logging
 import time
 import traceback
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -548,10 +549,8 @@ def _qa_assemble(run: Run, ids: list[str]) -> tuple[dict[Path, bytes], dict, pl.
         files[run.folder / f"{name}.parquet"] = table_bytes(table)
     table = rows_table("qa", rows["qa"])
     shares = table["qtype"].value_counts(normalize=True).sort("qtype")
-    by_gate: dict[str, int] = {}
-    for row in rows["dropped"]:
-        by_gate[row["gate"]] = by_gate.get(row["gate"], 0) + 1
-    extra = {"qtype_share": dict(zip(shares["qtype"], shares["proportion"])), "dropped_by_gate": by_gate,
+    extra = {"qtype_share": dict(zip(shares["qtype"], shares["proportion"])),
+             "dropped_by_gate": report["dropped"]["by_gate"],
              "gates": report}
     counts = {"movies": movies, "qa_pairs": len(rows["qa"]), "grounded": int(table["qtype"].is_in(GROUNDED_QTYPES).sum()),
               "dropped": len(rows["dropped"]), "quarantined_qa": len(rows["quarantine"])}
@@ -561,33 +560,27 @@ def _qa_assemble(run: Run, ids: list[str]) -> tuple[dict[Path, bytes], dict, pl.
 def gate_report(written: list[dict], dropped: list[dict], shipped: list[dict]) -> dict:
     """What the QA writers produced, what each gate dropped and what ships, per qtype: a writer
     that regresses shows up here as a number, though the gates keep what ships clean."""
-    made: dict[str, int] = {}
-    wrong: dict[str, int] = {}
+    made, wrong = Counter(), Counter()
     for item in written:
-        for q, n in item["written"].items():
-            made[q] = made.get(q, 0) + n
-        for q, n in item["oracle_wrong"].items():
-            wrong[q] = wrong.get(q, 0) + n
+        made.update(item["written"])
+        wrong.update(item["oracle_wrong"])
     total = sum(made.values())
-    by_gate: dict[str, dict[str, int]] = {}
+    by_gate: dict[str, Counter] = {}
     for row in dropped:
-        gate = by_gate.setdefault(row["gate"], {})
-        gate[row["qtype"]] = gate.get(row["qtype"], 0) + 1
-    ships: dict[str, int] = {}
-    for row in shipped:
-        ships[row["qtype"]] = ships.get(row["qtype"], 0) + 1
+        by_gate.setdefault(row["gate"], Counter())[row["qtype"]] += 1
+    ships = Counter(row["qtype"] for row in shipped)
 
     def share(n: int, of: int) -> float:
         return round(n / of, 4) if of else 0.0
 
     return {
-        "written": {"qa_pairs": total, "by_qtype": made,
+        "written": {"qa_pairs": total, "by_qtype": dict(made),
                     "oracle_accuracy": round(1 - share(sum(wrong.values()), total), 4) if total else 1.0,
                     "oracle_accuracy_by_qtype": {q: round(1 - share(wrong.get(q, 0), n), 4) for q, n in made.items()},
                     "duplicate_rate": share(sum(item["duplicates"] for item in written), total)},
         "dropped": {"qa_pairs": len(dropped), "by_gate": {g: sum(c.values()) for g, c in by_gate.items()},
-                    "by_gate_and_qtype": by_gate},
-        "shipped": {"qa_pairs": len(shipped), "by_qtype": ships, "share_of_written": share(len(shipped), total)},
+                    "by_gate_and_qtype": {g: dict(c) for g, c in by_gate.items()}},
+        "shipped": {"qa_pairs": len(shipped), "by_qtype": dict(ships), "share_of_written": share(len(shipped), total)},
     }
 
 
