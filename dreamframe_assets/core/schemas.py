@@ -10,6 +10,7 @@ from __future__ import annotations
 import pandera.polars as pa
 import polars as pl
 
+from .ids import MAX_MOVIE_ID, MOVIE_ID
 from .vocabulary import (
     ACTIONS,
     CLOTHING_COLOURS,
@@ -39,6 +40,12 @@ def _text(**kw) -> pa.Column:
     return pa.Column(Str, pa.Check.str_length(min_value=1), **kw)
 
 
+def _movie_id(**kw) -> pa.Column:
+    """A movie id as ``core.ids`` makes it: a file name in every stage folder, never a path."""
+    return pa.Column(Str, [pa.Check.str_length(min_value=1, max_value=MAX_MOVIE_ID),
+                           pa.Check.str_matches(f"^{MOVIE_ID.pattern}$")], **kw)
+
+
 def _index() -> pa.Column:
     return pa.Column(Int, pa.Check.ge(0))
 
@@ -50,7 +57,7 @@ def _frame_check(name: str, expr: pl.Expr) -> pa.Check:
 SCHEMAS: dict[str, pa.DataFrameSchema] = {
     "movies": pa.DataFrameSchema(
         {
-            "movie_id": _text(unique=True),
+            "movie_id": _movie_id(unique=True),
             "theme": _text(),
             "title": _text(),
             "genre": _text(),
@@ -71,7 +78,7 @@ SCHEMAS: dict[str, pa.DataFrameSchema] = {
     ),
     "characters": pa.DataFrameSchema(
         {
-            "movie_id": _text(),
+            "movie_id": _movie_id(),
             "char_id": _text(),
             "name": _text(),
             "appearance": _text(),
@@ -82,7 +89,7 @@ SCHEMAS: dict[str, pa.DataFrameSchema] = {
     ),
     "substories": pa.DataFrameSchema(
         {
-            "movie_id": _text(),
+            "movie_id": _movie_id(),
             "substory_index": _index(),
             "title": _text(),
             "scene": _text(),
@@ -95,7 +102,7 @@ SCHEMAS: dict[str, pa.DataFrameSchema] = {
     ),
     "tinystories": pa.DataFrameSchema(
         {
-            "movie_id": _text(),
+            "movie_id": _movie_id(),
             "substory_index": _index(),
             "tinystory_index": _index(),
             "title": _text(),
@@ -107,7 +114,7 @@ SCHEMAS: dict[str, pa.DataFrameSchema] = {
     ),
     "frames": pa.DataFrameSchema(
         {
-            "movie_id": _text(),
+            "movie_id": _movie_id(),
             "frame_index": _index(),
             "substory_index": _index(),
             "tinystory_index": _index(),
@@ -135,7 +142,7 @@ SCHEMAS: dict[str, pa.DataFrameSchema] = {
     ),
     "dialogue": pa.DataFrameSchema(
         {
-            "movie_id": _text(),
+            "movie_id": _movie_id(),
             "line_index": _index(),
             "after_frame": _index(),
             "speaker": _text(),
@@ -146,7 +153,7 @@ SCHEMAS: dict[str, pa.DataFrameSchema] = {
     ),
     "plot_qa": pa.DataFrameSchema(
         {
-            "movie_id": _text(),
+            "movie_id": _movie_id(),
             "level": pa.Column(Str, pa.Check.isin(list(PLOT_LEVELS))),
             "qtype": pa.Column(Str, pa.Check.isin(list(PLOT_QTYPES))),
             "question": _text(),
@@ -158,7 +165,7 @@ SCHEMAS: dict[str, pa.DataFrameSchema] = {
     ),
     "quarantine": pa.DataFrameSchema(
         {
-            "movie_id": _text(),
+            "movie_id": _movie_id(),
             "stage": pa.Column(Str, pa.Check.isin(["movie_plots", "qa_pairs"])),
             "step": _text(),
             "prompt": pa.Column(Str),
@@ -169,7 +176,7 @@ SCHEMAS: dict[str, pa.DataFrameSchema] = {
     ),
     "dropped": pa.DataFrameSchema(
         {
-            "movie_id": _text(),
+            "movie_id": _movie_id(),
             "qa_id": _text(),
             "gate": pa.Column(Str, pa.Check.isin(list(QA_GATES))),
             "reason": _text(),
@@ -182,7 +189,7 @@ SCHEMAS: dict[str, pa.DataFrameSchema] = {
     ),
     "styles": pa.DataFrameSchema(
         {
-            "movie_id": _text(unique=True),
+            "movie_id": _movie_id(unique=True),
             "learner": _text(),
             "references": pa.Column(Int, pa.Check.ge(1)),
             "reference_sheet": _text(),
@@ -199,7 +206,7 @@ SCHEMAS: dict[str, pa.DataFrameSchema] = {
     ),
     "keyframes": pa.DataFrameSchema(
         {
-            "movie_id": _text(),
+            "movie_id": _movie_id(),
             "frame_index": _index(),
             "shard": _text(),
             "member": _text(),
@@ -212,7 +219,7 @@ SCHEMAS: dict[str, pa.DataFrameSchema] = {
     ),
     "qa": pa.DataFrameSchema(
         {
-            "movie_id": _text(),
+            "movie_id": _movie_id(),
             "qa_id": _text(unique=True),
             "level": pa.Column(Str, pa.Check.isin(list(QA_LEVELS))),
             "qtype": pa.Column(Str, pa.Check.isin(list(QTYPES))),
