@@ -10,6 +10,7 @@ Same key, same bytes, so a hit is always safe to reuse. The cache lives in
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
 from collections.abc import Callable
@@ -19,6 +20,7 @@ from typing import Any
 import xxhash
 
 CACHE_DIR = ".dreamframe/cache"
+log = logging.getLogger("dreamframe")
 
 
 def digest(*parts: Any) -> str:
@@ -52,13 +54,47 @@ def write_if_changed(path: Path, data: bytes) -> bool:
     return True
 
 
+# A cache entry is its content's checksum, then the content: a truncated or bit-flipped
+# entry is detected on read, reported and recomputed, never served.
+SEAL = b"dreamframe-item xxh3-128 "
+SEAL_LEN = len(SEAL) + 32 + 1
+
+
+def seal(data: bytes) -> bytes:
+    """``data`` with its checksum in front, as the cache stores it."""
+    return SEAL + bytes_digest(data).encode() + b"\n" + data
+
+
+def unseal(blob: bytes) -> bytes | None:
+    """The content of a sealed entry, or None when the entry is not whole (see ``seal``)."""
+    if not blob.startswith(SEAL) or len(blob) < SEAL_LEN:
+        return None
+    data = blob[SEAL_LEN:]
+    return data if blob[len(SEAL):SEAL_LEN - 1] == bytes_digest(data).encode() else None
+
+
+def read_sealed(path: Path, what: str = "cache entry") -> bytes | None:
+    """A sealed file's content; a missing file is None, a damaged one is reported, deleted and None."""
+    try:
+        blob = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    data = unseal(blob)
+    if data is None:
+        log.warning("%s %s is damaged (its checksum does not match); recomputing it", what, path)
+        path.unlink(missing_ok=True)
+    return data
+
+
 class ItemCache:
     """One stage's items, keyed by content; counts hits and misses for metadata."""
 
     def __init__(self, root: Path, stage: str):
         self.dir = Path(os.environ.get("DREAMFRAME_CACHE", Path(root) / CACHE_DIR)) / stage
+        self.stage = stage
         self.hits = 0
         self.misses = 0
+        self.damaged = 0  # entries found truncated or altered, recomputed
         self.missed: list[str] = []  # item names recomputed this run
 
     def _path(self, key: str) -> Path:
@@ -69,11 +105,15 @@ class ItemCache:
         path = self._path(key)
         if not path.exists():
             return None
+        data = read_sealed(path, f"{self.stage} cache entry")
+        if data is None:
+            self.damaged += 1
+            return None
         self.hits += 1
-        return path.read_bytes()
+        return data
 
     def put(self, key: str, data: bytes, item: str = "") -> None:
-        write_atomic(self._path(key), data)
+        write_atomic(self._path(key), seal(data))
         self.misses += 1
         self.missed.append(item or key)
 

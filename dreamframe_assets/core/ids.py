@@ -25,7 +25,7 @@ MAX_MOVIE_ID = 96
 def movie_id_for(theme: str) -> str:
     """Readable and stable: the theme's first words (accents folded, each cut to 16
     characters) plus a hash of the whole theme, so two themes that share their first words differ."""
-    folded = unicodedata.normalize("NFKD", theme).encode("ascii", "ignore").decode().lower()
+    folded = unicodedata.normalize("NFKD", " ".join(theme.split())).encode("ascii", "ignore").decode().lower()
     words = [w[:WORD_CHARS] for w in re.findall(r"[a-z0-9]+", folded)[:WORDS]]
     return "-".join(words or ["movie"]) + "-" + digest(" ".join(theme.split()))[:6]
 

@@ -31,7 +31,7 @@ from .plot import (
     Tinystory,
     as_row,
 )
-from .schemas import SCHEMAS, validate
+from .schemas import SCHEMAS, ContractError, validate
 
 DATA_DIR = "data"
 PLOT_TABLES = ("movies", "characters", "substories", "tinystories", "frames", "dialogue", "plot_qa", "quarantine")
@@ -63,7 +63,12 @@ def read_table(path: Path, table: str) -> pl.DataFrame:
     """Read and validate an upstream table (the contract at the asset boundary)."""
     if not path.exists():
         raise FileNotFoundError(f"{path}: missing; materialize the upstream asset first")
-    return validate(table, pl.read_parquet(path), where=str(path))
+    try:
+        df = pl.read_parquet(path)
+    except Exception as exc:  # noqa: BLE001 - polars raises several kinds for a damaged file
+        raise ContractError(f"{path}: cannot be read as Parquet (damaged or truncated?): "
+                            f"{type(exc).__name__}: {str(exc)[:200]}") from None
+    return validate(table, df, where=str(path))
 
 
 # ---------------------------------------------------------------- plots
@@ -212,13 +217,3 @@ def split_sheet(sheet: np.ndarray, count: int, size: int, columns: int) -> list[
         sheet[(i // columns) * size : (i // columns + 1) * size, (i % columns) * size : (i % columns + 1) * size]
         for i in range(count)
     ]
-
-
-def remove_stale(folder: Path, keep: set[str], pattern: str) -> list[str]:
-    """Delete files of movies no longer in the dataset (a Dagster run keeps old outputs)."""
-    removed = []
-    for path in folder.glob(pattern):
-        if path.name not in keep:
-            path.unlink()
-            removed.append(path.name)
-    return removed

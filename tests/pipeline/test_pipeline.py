@@ -8,6 +8,7 @@ import polars as pl
 import pytest
 import yaml
 
+from dreamframe_assets.core.cache import seal, unseal
 from dreamframe_assets.core.ids import movie_id_for
 from dreamframe_assets.core.vocabulary import QA_GATES
 from dreamframe_assets.pipeline import backends
@@ -156,17 +157,17 @@ def test_a_failing_item_names_its_theme_and_keeps_the_others(project, monkeypatc
 
 def test_a_planted_wrong_answer_fails_the_gate_and_blocks_evaluation(built):
     """The grounding check re-reads what was written: a wrong answer that got past the gates
-    (here: planted in the item cache) fails it, and evaluation does not run."""
+    (here: planted in the item cache, sealed as a good entry) fails it, and evaluation does not run."""
     root = built
     first = None
     for item in sorted((root / ".dreamframe/cache/qa_pairs").rglob("*")):
         if item.is_file():
-            data = json.loads(item.read_bytes())
+            data = json.loads(unseal(item.read_bytes()))
             for qa in data["qa"][:2]:
-                qa["answer_index"] = (qa["answer_index"] + 1) % 4
+                qa["answer_index"] = (qa["answer_index"] + 1) % len(qa["options"])
                 qa["answer"] = qa["options"][qa["answer_index"]]
                 first = first or qa["qa_id"]
-            item.write_text(json.dumps(data))
+            item.write_bytes(seal(json.dumps(data).encode()))  # whole, with a checksum: served
     result = materialize(root, ["qa_pairs", "eval_scores"])
     assert not result.success
     grounded = next(c for c in result.get_asset_check_evaluations() if c.check_name == "qa_pairs_grounded")
