@@ -16,9 +16,11 @@ $(VENV)/.installed: pyproject.toml requirements.lock
 	$(BIN)/pip check
 	touch $@
 
-# Build the default dataset with DVC (each stage materializes its Dagster asset).
+# Build the default dataset with DVC (each stage materializes its Dagster asset), then record
+# in the instance the stages DVC restored from its run-cache (no Dagster run for those).
 run: setup
 	$(BIN)/dvc repro
+	$(BIN)/dreamframe observe
 	$(BIN)/dreamframe summary
 
 # Every test (what CI runs): the unit tests, then the integration tests that build

@@ -6,12 +6,15 @@ Every command works on the project folder (the one holding params.yaml): the cur
 from __future__ import annotations
 
 import json
+import logging
 import os
+import re
 from pathlib import Path
 from typing import Annotated, Optional
 
 import numpy as np
 import typer
+from typer._click import exceptions as click_errors
 from rich.console import Console
 from rich.table import Table
 
@@ -21,8 +24,70 @@ from .pipeline.code import STAGES
 from .resources import project_root
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
-console = Console()
-err = Console(stderr=True)
+console = Console(soft_wrap=True)  # a line stays one line, whatever the terminal's width
+err = Console(stderr=True, soft_wrap=True)
+log = logging.getLogger("dreamframe")
+LOG_FILE = ".dreamframe/logs/dreamframe.log"  # every run's details and stack traces, newest last
+MAX_LINE = 400  # characters of one error line (a message can quote a huge theme or answer)
+VERBOSE = {"on": False}
+
+
+@app.callback()
+def options(verbose: Annotated[bool, typer.Option(
+        "--verbose", "-v", help="Show Dagster's step logs and stack traces (always kept in .dreamframe/logs).")] = False,
+) -> None:
+    VERBOSE["on"] = verbose
+    _log_to(project_root(None))
+
+
+def _log_to(root: Path) -> None:
+    """Warnings on stderr as one line each; everything, traces included, in the project's log file."""
+    log.setLevel(logging.DEBUG)
+    log.propagate = False
+    for handler in list(log.handlers):
+        log.removeHandler(handler)
+        handler.close()
+    screen = logging.StreamHandler()
+    screen.setLevel(logging.DEBUG if VERBOSE["on"] else logging.WARNING)
+    screen.setFormatter(_LowerLevel("%(message)s"))
+    log.addHandler(screen)
+    if (root / "params.yaml").exists():
+        path = root / LOG_FILE
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            file = logging.FileHandler(path, encoding="utf-8")
+        except OSError:
+            return  # a read-only project still runs; its details go to the screen with --verbose
+        file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        log.addHandler(file)
+
+
+class _LowerLevel(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return f"{record.levelname.lower()} {super().format(record)}"
+
+
+def _line(text: str) -> str:
+    """One line of an error: its first line, cut to MAX_LINE characters."""
+    first = (text.strip().splitlines() or [""])[0]
+    return first if len(first) <= MAX_LINE else first[:MAX_LINE] + "..."
+
+
+def _error(message: str, hint: str = "") -> None:
+    """An error on stderr: its first line after "error", the lines it lists (movies, keys) below,
+    each cut to one screen line."""
+    lines = [line.strip() for line in message.strip().splitlines() if line.strip()] or [""]
+    err.print(f"[red]error[/red] {_line(lines[0])}" + (hint if len(lines) == 1 else ""), highlight=False)
+    for line in lines[1:21]:
+        err.print(f"  {_line(line)}", highlight=False)
+    if len(lines) > 21:
+        err.print(f"  ... and {len(lines) - 21} more", highlight=False)
+    if hint and len(lines) > 1:
+        err.print(hint.strip(), highlight=False)
+
+
+def _details_hint() -> str:
+    return "" if VERBOSE["on"] else f" (details: {LOG_FILE}, or run with --verbose)"
 
 RootOption = Annotated[Optional[Path], typer.Option("--root", help="Project folder (default: $DREAMFRAME_ROOT or cwd).")]
 
@@ -42,10 +107,12 @@ def _failures(result) -> list[str]:
             error = event.step_failure_data.error
             if error.cls_name == "DagsterAssetCheckFailedError":
                 continue  # reported from the check's own evaluation below
+            log.debug("%s failed:\n%s", event.step_key, error.to_string())
             while error.cause is not None and error.cls_name == "DagsterExecutionStepExecutionError":
                 error = error.cause
-            text = error.message.strip()
-            text = text.split(": ", 1)[1] if text.startswith(f"{error.cls_name}: ") else text
+            text = re.sub(rf"^[\w.]*\b{re.escape(error.cls_name)}: ", "", error.message.strip())
+            if error.cls_name not in ("Failure", "StepError", "DagsterExecutionStepExecutionError"):
+                text = f"{error.cls_name}: {text}"  # e.g. an OSError: its kind is part of the message
             messages.append(f"{event.step_key}: {text}")
         if event.event_type_value == "ASSET_CHECK_EVALUATION":
             evaluation = event.event_specific_data
@@ -60,7 +127,9 @@ def run_dagster(root: Path, assets: list[str], movies: list[str] | None = None, 
 
     from .runs import check_assets, materialize_stages
 
-    level = os.environ.get("DREAMFRAME_LOG_LEVEL", "WARNING")
+    # Dagster's console shows each failure with its stack trace: only with --verbose; the
+    # run's events (traces included) stay in the instance, and the lines below say what failed.
+    level = os.environ.get("DREAMFRAME_LOG_LEVEL", "INFO" if VERBOSE["on"] else "CRITICAL")
     if checks_only:
         results = [check_assets(root, assets, log_level=level)]
     else:
@@ -82,8 +151,11 @@ def run_dagster(root: Path, assets: list[str], movies: list[str] | None = None, 
                 f"{md.get('cache_misses', 0)} miss(es); {state}; {md.get('seconds', 0):.1f}s",
                 highlight=False,
             )
-        for message in _failures(result):
-            err.print(f"[red]error[/red] {message}", highlight=False)
+        failures = _failures(result)
+        for message in failures:
+            _error(message)
+        if failures:
+            err.print(f"run {result.run_id[:8]} in the Dagster instance{_details_hint()}", highlight=False)
     return bool(results) and all(r.success for r in results)
 
 
@@ -100,7 +172,7 @@ def materialize(
     try:
         ok = run_dagster(root, _selection(assets or []), movies=movie or None)
     except ValueError as exc:  # an unknown movie
-        err.print(f"[red]error[/red] {exc}", highlight=False)
+        _error(str(exc))
         raise typer.Exit(2) from None
     if not ok:
         raise typer.Exit(1)
@@ -203,12 +275,25 @@ def status(root: RootOption = None) -> None:
         console.print(line, highlight=False)
 
 
-def _checked(root: Path):
+def _checked(root: Path, preflight: bool = False):
+    """params.yaml checked before any work (and, with ``preflight``, the servers and model
+    folders it names); each theme left out is one warning line."""
+    from .pipeline.movies import read_sources
+
+    _log_to(root)
     try:
-        return checked_params(root)  # bad params fail here, before any work
+        params = checked_params(root)  # bad params fail here, before any work
+        _, left_out = read_sources(root, params)
+        if preflight:
+            from .pipeline.backends import preflight as check_backends
+
+            check_backends(params, root)
     except ParamsError as exc:
-        err.print(f"[red]error[/red] {exc}", highlight=False)
+        _error(str(exc))
         raise typer.Exit(2) from None
+    for line in left_out:
+        err.print(f"[yellow]warning[/yellow] {_line(line)}", highlight=False)
+    return params
 
 
 @app.command()
@@ -239,7 +324,7 @@ def validate(
     passed = all(r.passed for _, r in results)
     for name, r in results:
         if not r.passed:
-            err.print(f"[red]error[/red] {name}: {r.description}", highlight=False)
+            _error(f"{name}: {r.description}")
     if "eval_scores" in _selection(assets or []):
         passed &= run_dagster(root, ["eval_scores"], checks_only=True)
     if not passed:
@@ -260,7 +345,8 @@ def show(
     """One movie: its plot, some QA pairs, and a contact sheet of its keyframes."""
     from PIL import Image
 
-    from .core.store import contact_sheet, read_plots
+    from .core.cache import write_atomic
+    from .core.store import contact_sheet, png_bytes, read_plots
     from .pipeline.steps import read_keyframes, read_qa
 
     root = project_root(root)
@@ -287,7 +373,7 @@ def show(
     images = read_keyframes(root, m.movie_id)
     small = [np.asarray(Image.fromarray(img).resize((160, max(1, img.shape[0] * 160 // img.shape[1])))) for img in images]
     path = out or Path(f"{m.movie_id}.png")
-    Image.fromarray(contact_sheet(small, columns=6)).save(path)
+    write_atomic(path, png_bytes(contact_sheet(small, columns=6)))
     console.print(f"{len(qas)} QA pairs; {len(images)} keyframes; contact sheet: {path}")
 
 
@@ -344,7 +430,7 @@ def diff(
     try:
         run_diff(project_root(root), rev_a, rev_b, html_out=html, console=console)
     except DiffError as exc:
-        err.print(f"[red]error[/red] {exc}", highlight=False)
+        _error(str(exc))
         raise typer.Exit(1) from None
     if html:
         console.print(f"report: {html}")
@@ -377,12 +463,14 @@ def export(
         raise typer.BadParameter(f"unknown --questions {questions!r}; choose from {', '.join(QUESTIONS)}")
     out.mkdir(parents=True, exist_ok=True)
     if "authors" in format:
+        from .core.cache import write_atomic
         from .core.store import read_plots
         from .story.authors import export_story
 
         plots = read_plots(root)
         for movie_id, plot in plots.items():
-            (out / f"{movie_id}.json").write_text(json.dumps(export_story(plot), indent=2, ensure_ascii=False) + "\n")
+            write_atomic(out / f"{movie_id}.json",
+                         (json.dumps(export_story(plot), indent=2, ensure_ascii=False) + "\n").encode())
         console.print(f"authors: {len(plots)} story file(s) in {out}")
     formats = [f for f in format if f != "authors"]
     if formats:
@@ -394,13 +482,47 @@ def export(
             console.print(f"{summary['format']}: {summary['counts']} -> {len(summary['files'])} file(s) in {out}")
 
 
+@app.command()
+def observe(root: RootOption = None) -> None:
+    """Record the data on disk in the project's Dagster instance where it differs from what the
+    instance last recorded: after dvc checkout, dvc exp apply, git checkout + dvc checkout, or a
+    dvc repro served from DVC's run-cache (no Dagster run), so the UI shows the files that are there."""
+    from .runs import observe as observe_disk
+
+    root = project_root(root)
+    _checked(root)
+    recorded = observe_disk(root)
+    for stage in STAGES:
+        events = [e for e in recorded if e.asset_key.to_user_string() == stage]
+        if events:
+            what = f"{len(events)} movie(s) differ" if events[0].partition else "differs"
+            console.print(f"{stage}: {what} from the last materialization; recorded", highlight=False)
+    if not recorded:
+        console.print("all assets agree with the instance")
+
+
 def main() -> None:
-    """Entry point: errors the user can fix are one line and a non-zero exit, not a traceback."""
+    """Entry point: an error is one line naming its culprit and a non-zero exit; the stack
+    trace goes to the project's log (and to the screen with --verbose)."""
     from .core.schemas import ContractError
     from .story.authors import StoryFormatError
 
     try:
-        app()
+        code = app(standalone_mode=False)  # errors come here, not to click's or typer's handlers
+    except typer.Abort:
+        err.print("[red]aborted[/red]")
+        raise SystemExit(130) from None
+    except click_errors.ClickException as exc:
+        exc.show()
+        raise SystemExit(exc.exit_code) from None
     except (ParamsError, ContractError, StoryFormatError, FileNotFoundError) as exc:
-        err.print(f"[red]error[/red] {exc}", highlight=False)
+        log.debug("error", exc_info=True)
+        _error(str(exc))
         raise SystemExit(1) from None
+    except Exception as exc:  # noqa: BLE001 - anything else: one line, the trace in the log
+        log.error("%s: %s", type(exc).__name__, exc, exc_info=True) if VERBOSE["on"] else \
+            log.debug("unexpected error", exc_info=True)
+        _error(f"{type(exc).__name__}: {exc}", _details_hint())
+        raise SystemExit(1) from None
+    if isinstance(code, int) and code:
+        raise SystemExit(code)

@@ -3,12 +3,20 @@
 One stage at a time, in order. A per-movie stage builds all of its movies (or the ones
 asked for) in one run: a single-run backfill over the movie partitions, which the
 instance records per movie just as a backfill launched from the UI would be.
+
+Files that DVC puts in place (``dvc checkout``, ``dvc exp apply``, a ``dvc repro`` served from
+its run-cache) come with no Dagster run: ``observe`` records them, so the UI shows what is on disk.
 """
 
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import dagster as dg
 
 DAGSTER_YAML = "telemetry:\n  enabled: false\n"
 RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
@@ -18,10 +26,12 @@ def use_instance(root: Path):
     """The Dagster instance in the project (``.dagster``), the one ``make ui`` shows."""
     from dagster import DagsterInstance
 
+    from .core.cache import write_atomic
+
     home = Path(os.environ.setdefault("DAGSTER_HOME", str(root / ".dagster")))
     home.mkdir(parents=True, exist_ok=True)
     if not (home / "dagster.yaml").exists():
-        (home / "dagster.yaml").write_text(DAGSTER_YAML)
+        write_atomic(home / "dagster.yaml", DAGSTER_YAML.encode())
     os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
     return DagsterInstance.get()
 
@@ -91,3 +101,71 @@ def materialize_stages(root: Path, stages: list[str], instance=None, movies: lis
         if stop_on_failure and not all(r.success for r in results):
             break
     return results
+
+
+def latest_versions(instance: dg.DagsterInstance, stage: str) -> dict[str | None, str]:
+    """The data version the instance holds for each movie partition of ``stage`` (key None for
+    eval_scores): its last materialization's, or a later observation's. A run of several movies
+    and ``observe`` record a movie's own version in an observation (Dagster's current version of
+    a materialized asset reads its materializations only)."""
+    import dagster as dg
+
+    from .assets.common import DATA_VERSION_TAG
+    from .pipeline.steps import PER_MOVIE
+
+    key = dg.AssetKey(stage)
+    latest: dict[str | None, dg.EventLogRecord] = {}
+    for kind, fetch in ((dg.DagsterEventType.ASSET_MATERIALIZATION, instance.fetch_materializations),
+                        (dg.DagsterEventType.ASSET_OBSERVATION, instance.fetch_observations)):
+        if stage in PER_MOVIE:
+            ids = list(instance.get_latest_storage_id_by_partition(key, kind).values())
+            records = fetch(dg.AssetRecordsFilter(asset_key=key, storage_ids=ids), limit=len(ids)).records if ids else []
+        else:
+            records = fetch(key, limit=1).records
+        for record in records:
+            mid = record.partition_key
+            if DATA_VERSION_TAG in (record.event_log_entry.tags or {}) and (
+                    mid not in latest or record.storage_id > latest[mid].storage_id):
+                latest[mid] = record
+    return {mid: record.event_log_entry.tags[DATA_VERSION_TAG] for mid, record in latest.items()}
+
+
+def git_revision(root: Path) -> str | None:
+    """The commit checked out in ``root``; None outside a git repository (or without git)."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def observe(root: Path, instance: dg.DagsterInstance | None = None) -> list[dg.AssetObservation]:
+    """Record the data on disk where the instance holds another version: for each asset and movie
+    partition whose files (``disk_version``) differ from ``latest_versions``, or that has files
+    and no version, or whose files are gone, an observation of the files' data version. Nothing
+    changed since the last run or observe: nothing recorded. Returns the observations recorded."""
+    import dagster as dg
+
+    from .assets.common import DATA_VERSION_TAG
+    from .assets.movies import sync_movies
+    from .core.store import stage_dir
+    from .pipeline.code import STAGES
+    from .pipeline.movies import NO_FILES, disk_version
+    from .pipeline.steps import PER_MOVIE
+
+    root = Path(root)
+    instance = instance or use_instance(root)
+    ids = sync_movies(instance, root)
+    revision = git_revision(root)
+    metadata = {"source": "disk", **({"git_revision": revision} if revision else {})}
+    recorded = []
+    for stage in STAGES:  # upstream first, as a run records them
+        have, folder = latest_versions(instance, stage), stage_dir(root, stage)
+        for mid in ids if stage in PER_MOVIE else [None]:
+            version = disk_version(folder, mid)
+            if have.get(mid, NO_FILES) != version:
+                event = dg.AssetObservation(asset_key=stage, partition=mid, tags={DATA_VERSION_TAG: version},
+                                            metadata=metadata)
+                instance.report_runless_asset_event(event)
+                recorded.append(event)
+    return recorded

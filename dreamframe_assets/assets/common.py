@@ -16,11 +16,14 @@ from ..core.schemas import ContractError
 from ..core.store import PLOT_TABLES, read_table, stage_dir
 from ..pipeline.code import code_version
 from ..core.cache import digest
-from ..pipeline.movies import MovieState
+from ..pipeline.movies import MovieState, disk_version, movie_version
 from ..pipeline.steps import StepResult, run_stage
 from .movies import MOVIES, RETRY_TAG
 
-__all__ = ["STAGE_TABLES", "contract_check", "image_md", "movie_asset", "run_movies", "to_result"]
+__all__ = ["DATA_VERSION_TAG", "STAGE_TABLES", "contract_check", "image_md", "movie_asset", "run_movies",
+           "to_result"]
+
+DATA_VERSION_TAG = "dagster/data_version"  # the tag that holds an asset event's data version
 
 
 def _table(df: pl.DataFrame) -> dg.TableMetadataValue:
@@ -37,13 +40,15 @@ def image_md(title: str, png: bytes) -> dg.MarkdownMetadataValue:
 
 def to_result(result: StepResult, root: Path, params: Any = None, check_results: list | None = None,
               **extra: Any) -> dg.MaterializeResult:
-    """A step's result as a materialization: content-hash data version plus metadata
-    (counts, preview, cache hits and misses, timings, the stage's params, and ``extra``)."""
+    """A step's result as a materialization: the data version of the stage's files on disk
+    (``disk_version``, what ``dreamframe observe`` compares) plus metadata (counts, preview, cache
+    hits and misses, timings, the stage's params, and ``extra``)."""
     metadata: dict = {**run_numbers(result, root), "redone": dg.MetadataValue.json(result.redone),
                       "files_written": dg.MetadataValue.json(result.written)}
     metadata.update(run_details(result, params))
     metadata.update(extra)
-    return dg.MaterializeResult(data_version=dg.DataVersion(result.data_version), metadata=metadata,
+    version = disk_version(stage_dir(root, result.stage))
+    return dg.MaterializeResult(data_version=dg.DataVersion(version), metadata=metadata,
                                 check_results=check_results)
 
 
@@ -118,9 +123,9 @@ def movie_asset(stage: str, group: str, description: str, deps: list[str], extra
     return decorate
 
 
-def movie_metadata(m: MovieState) -> dict:
-    """One movie's state in the asset (done, quarantined, skipped), its attempt and its content hash."""
-    return {"state": m.state, "attempt": m.attempt, "cached": m.cached, "movie_version": m.version,
+def movie_metadata(m: MovieState, version: str) -> dict:
+    """One movie's state in the asset (done, quarantined, skipped), its attempt and its data version."""
+    return {"state": m.state, "attempt": m.attempt, "cached": m.cached, "movie_version": version,
             **{f"movie_{k}": v for k, v in m.counts.items()}, **({"reason": m.error[:500]} if m.error else {})}
 
 
@@ -128,7 +133,8 @@ def run_movies(context: dg.AssetExecutionContext, root: Path, params: Any, stage
                checks: tuple[Callable[[StepResult], dg.AssetCheckResult], ...] = (),
                details: Callable[[StepResult], dict] | None = None) -> Iterator[Any]:
     """Build the run's movies (its partitions); on success one materialization of them all
-    with the stage's checks, else one per movie that worked and a failure naming the others."""
+    with the stage's checks, else one per movie that worked and a failure naming the others.
+    Each movie's partition ends with its own data version (``movie_version``)."""
     retry = context.run.tags.get(RETRY_TAG, "").lower() in ("1", "true", "yes")
     result = run_stage(root, params, stage, list(context.partition_keys), retry)
     quarantined = [m.movie_id for m in result.movies.values() if m.state == "quarantined"]
@@ -151,20 +157,27 @@ def run_movies(context: dg.AssetExecutionContext, root: Path, params: Any, stage
                 "count_redone": len(result.redone), "count_files_written": len(result.written),
                 "movies": dg.MetadataValue.json({"states": dict(Counter(m.state for m in result.movies.values())),
                                                  "not_done": dict(list(not_done.items())[:LISTED])})}
+    folder = stage_dir(root, stage)
+    versions = {m.movie_id: movie_version(folder, m) for m in result.movies.values() if m.state != "failed"}
     if not result.failed:
-        # one materialization per movie of the run, each with that movie's own metadata; the
-        # data version is shared by the run's movies (Dagster sets one per step): for a run of
-        # one movie it is that movie's content hash
+        # one materialization per movie of the run, each with that movie's own metadata. Dagster
+        # gives the partitions of a step one data version: for a run of one movie it is that
+        # movie's; for several, a digest of theirs, and each movie's own follows in an observation
+        # of its partition (materializations yielded by hand instead would need the asset's output
+        # left out, and a run of several assets, a backfill from the UI, would skip the ones below)
         for m in result.movies.values():
-            context.add_asset_metadata(movie_metadata(m), partition_key=m.movie_id)
-        ms = list(result.movies.values())
-        version = ms[0].version if len(ms) == 1 else digest(sorted((m.movie_id, m.version) for m in ms))
+            context.add_asset_metadata(movie_metadata(m, versions[m.movie_id]), partition_key=m.movie_id)
+        version = next(iter(versions.values())) if len(versions) == 1 else digest(sorted(versions.items()))
         yield dg.MaterializeResult(data_version=dg.DataVersion(version), metadata=metadata, check_results=results)
+        if len(versions) > 1:
+            for mid, v in versions.items():
+                yield dg.AssetObservation(asset_key=stage, partition=mid, tags={DATA_VERSION_TAG: v},
+                                          metadata={"source": "run"})
         return
     for m in result.movies.values():
         if m.state != "failed":
-            yield dg.AssetMaterialization(asset_key=stage, partition=m.movie_id, metadata={**metadata, **movie_metadata(m)},
-                                          tags={"dagster/data_version": m.version})
+            yield dg.AssetMaterialization(asset_key=stage, partition=m.movie_id, tags={DATA_VERSION_TAG: versions[m.movie_id]},
+                                          metadata={**metadata, **movie_metadata(m, versions[m.movie_id])})
     yield from results
     raise dg.Failure(
         description=f"{stage}: {len(result.failed)} of {len(result.movies)} movie(s) failed (the others are written): "

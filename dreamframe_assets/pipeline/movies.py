@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..core.cache import write_atomic
+from ..core.cache import bytes_digest, digest, write_atomic
 from ..core.ids import movie_id_for
-from ..core.params import Params, ParamsError, load_themes, story_files
+from ..core.params import Params, ParamsError, read_themes, story_files
 
 MOVIES = "movies"  # data/<stage>/movies/<movie_id>.json: one movie's output of the stage
 STATUS_DIR = ".dreamframe/status"  # each movie's last state and attempt, per stage
@@ -29,18 +30,32 @@ class MovieState:
     state: str
     attempt: int = 0
     cached: bool = False
-    version: str = ""  # content hash of the movie's item
+    version: str = ""  # the data version of the files its item made (``files_version``); see ``movie_version``
     error: str = ""
     counts: dict[str, int] = field(default_factory=dict)
 
 
 def movie_sources(root: Path, params: Params) -> dict[str, tuple[str, str]]:
     """Every movie of the dataset: id -> ("theme", text) or ("story", path of an authors' file)."""
+    return read_sources(root, params)[0]
+
+
+def read_sources(root: Path, params: Params) -> tuple[dict[str, tuple[str, str]], list[str]]:
+    """The dataset's movies, and one line per theme or story file left out (see
+    ``params.read_themes``; two sources whose ids collide: the second is left out)."""
     p = params.movie_plots
-    sources = {movie_id_for(theme): ("theme", theme) for theme in load_themes(root, p)}
-    for path in story_files(root, p):  # the paper authors' story files, imported as they are
-        sources["story-" + movie_id_for(path.stem)] = ("story", str(path))
-    return sources
+    themes, rejected = read_themes(root, p)
+    sources: dict[str, tuple[str, str]] = {}
+    found = [(movie_id_for(theme), ("theme", theme)) for theme in themes]
+    # the paper authors' story files, imported as they are
+    found += [("story-" + movie_id_for(path.stem), ("story", str(path))) for path in story_files(root, p)]
+    for mid, source in found:
+        if mid in sources:
+            rejected.append(f"{source[0]} {source[1][:60]!r} gets the movie id {mid!r} of "
+                            f"{sources[mid][0]} {sources[mid][1][:60]!r}; left out (reword it)")
+            continue
+        sources[mid] = source
+    return sources, rejected
 
 
 def movie_ids(root: Path, params: Params) -> list[str]:
@@ -109,6 +124,30 @@ def movie_files(folder: Path, movie_id: str) -> list[Path]:
             elif path.is_file() and path.name.split(".")[0] == movie_id:
                 found.append(path)
     return found
+
+
+def files_version(folder: Path, files: Iterable[tuple[Path, bytes]]) -> str:
+    """The data version of files in a stage folder: a digest of their paths in it and their contents.
+    A run records it from the bytes it writes and ``disk_version`` reads it back from disk, so the
+    same files have the same version however they got there (a run, ``dvc checkout``, DVC's run-cache)."""
+    return digest(sorted((p.relative_to(folder).as_posix(), bytes_digest(data)) for p, data in files))
+
+
+def disk_version(folder: Path, movie_id: str | None = None) -> str:
+    """The data version of a movie's files in a stage folder as they are on disk (``NO_FILES`` when
+    it has none); without ``movie_id``, of every file in the folder (eval_scores, not per movie)."""
+    paths = movie_files(folder, movie_id) if movie_id else sorted(
+        p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
+    return files_version(folder, ((p, p.read_bytes()) for p in paths))
+
+
+NO_FILES = files_version(Path(), [])  # the version of a movie with no files in a stage
+
+
+def movie_version(folder: Path, m: MovieState) -> str:
+    """A movie's data version after a run of a stage: a done movie's from the files the run just
+    wrote (``MovieState.version``), any other's (quarantined, skipped: one file or none) read back."""
+    return m.version if m.state == "done" else disk_version(folder, m.movie_id)
 
 
 def remove_files(paths: list[Path], folder: Path) -> list[str]:

@@ -14,10 +14,13 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import tarfile
 import time
 import traceback
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +28,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from ..core.cache import ItemCache, bytes_digest, digest, write_if_changed
+from ..core.cache import ItemCache, bytes_digest, digest, write_atomic, write_if_changed
 from ..core.ids import attempt_seed, item_seed
 from ..core.params import Params
 from ..core.plot import QA, MoviePlot, as_row
@@ -55,8 +58,9 @@ from .movies import (
     MOVIES,
     STATUS_DIR,
     MovieState,
+    files_version,
     movie_files,
-    movie_sources,
+    read_sources,
     read_retries,
     read_status,
     record_attempt,
@@ -72,11 +76,15 @@ SHEET_COLUMNS = 4
 # How each stage packs an item into the cache; part of every key, so raise it when
 # the packing changes (the code that makes items is versioned by ``code.code_version``).
 STATUS_EVERY = 2.0  # seconds between rewrites of a stage's status file during a run
-ITEM_FORMAT = {"movie_plots": 1, "style_banks": 2, "keyframes": 1, "qa_pairs": 4, "eval_scores": 1}
+ITEM_FORMAT = {"movie_plots": 2, "style_banks": 3, "keyframes": 2, "qa_pairs": 5, "eval_scores": 2}
 
 
 class StepError(RuntimeError):
     """One or more movies failed; the message names them. Finished movies are written."""
+
+
+class DamagedFile(RuntimeError):
+    """A file on disk is not what the pipeline wrote (its checksum differs); the message names it."""
 
 
 class MissingInput(RuntimeError):
@@ -159,17 +167,38 @@ def run_stage(root: Path, params: Params, stage: str, movies: list[str] | None =
     model is asked again instead of its cached answers being replayed (they stay on disk).
     Runs of one stage take turns (a lock per stage): two runs launched from the UI never
     interleave their writes to the stage's folder, status or tables."""
-    from filelock import FileLock
+    with stage_lock(Path(root), stage):
+        return _run_stage(Path(root), params, stage, movies, retry)
+
+
+@contextmanager
+def stage_lock(root: Path, stage: str) -> Iterator[None]:
+    """One run of a stage at a time in a project. A second run says that it waits, and for
+    whom (the holder's pid and start time are written beside the lock), then goes on."""
+    from filelock import FileLock, Timeout
 
     lock = Path(root) / STATUS_DIR / f"{stage}.lock"
+    holder = lock.with_suffix(".holder")
     lock.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(lock)):
-        return _run_stage(Path(root), params, stage, movies, retry)
+    file_lock = FileLock(str(lock))
+    try:
+        file_lock.acquire(timeout=0)
+    except Timeout:
+        who = holder.read_text().strip() if holder.exists() else "another run"
+        log.warning("%s: %s is building this stage in this project; waiting for it to finish", stage, who)
+        file_lock.acquire()
+    try:
+        write_atomic(holder, f"run pid {os.getpid()} (started {time.strftime('%H:%M:%S')})\n".encode())
+        yield
+    finally:
+        file_lock.release()
 
 
 def _run_stage(root: Path, params: Params, stage: str, movies: list[str] | None, retry: bool) -> StepResult:
     t0 = time.perf_counter()
-    sources = movie_sources(root, params)
+    sources, left_out = read_sources(root, params)
+    for line in left_out if stage == "movie_plots" else ():  # the CLI shows them before the run
+        log.info("movie_plots: %s", line)
     ids = list(sources)
     chosen = ids if movies is None else list(dict.fromkeys(movies))
     folder = stage_dir(root, stage)
@@ -181,9 +210,13 @@ def _run_stage(root: Path, params: Params, stage: str, movies: list[str] | None,
     status = read_status(root, stage)
     states: dict[str, MovieState] = {}
     written: list[str] = []
+    repaired: list[str] = []
 
-    def settle(mid: str, attempt: int, outcome: str, value: Any, cached: bool = False, message: str = "") -> bool:
-        """Write (or clear) one movie's files as soon as it is known, and its status."""
+    def settle(mid: str, attempt: int, outcome: str, value: Any, cached: bool = False, message: str = "",
+               key: str | None = None) -> bool:
+        """Write (or clear) one movie's files as soon as it is known, and its status. A computed
+        item that makes good files goes into the cache under ``key`` first: a run killed at
+        any point after this never computes it again."""
         old = movie_files(folder, mid)
         if outcome == "ok":
             try:
@@ -191,9 +224,16 @@ def _run_stage(root: Path, params: Params, stage: str, movies: list[str] | None,
             except Exception as exc:  # noqa: BLE001 - an item that breaks its contract fails its movie
                 log.debug("%s: movie %s: bad output", stage, mid, exc_info=True)
                 return settle(mid, attempt, "failed", f"{type(exc).__name__}: {exc}")
-            written.extend(str(p.relative_to(root)) for p, data in files.items() if write_if_changed(p, data))
+            if key is not None:
+                cache.put(key, value, item=mid)  # only an item that makes its files is kept
+            changed = [str(p.relative_to(root)) for p, data in files.items() if write_if_changed(p, data)]
+            if cached and any(p in old for p in files if str(p.relative_to(root)) in changed):
+                repaired.append(mid)  # on disk, but not what its item says: damaged or edited
+                log.warning("%s: movie %s: %s did not match its cached item (damaged or edited); rewritten",
+                            stage, mid, ", ".join(c for c in changed if Path(root, c) in old))
+            written.extend(changed)
             written.extend(remove_files([p for p in old if p not in files], folder))
-            states[mid] = MovieState(mid, state, attempt, cached, bytes_digest(value), counts=counts)
+            states[mid] = MovieState(mid, state, attempt, cached, files_version(folder, files.items()), counts=counts)
         else:
             written.extend(remove_files(old, folder))  # never leave an output made from other inputs
             if outcome == "quarantined":
@@ -251,8 +291,7 @@ def _run_stage(root: Path, params: Params, stage: str, movies: list[str] | None,
                 log.debug("%s: movie %s failed:\n%s", stage, mid, detail)
             if retry:  # the new attempt is an input from now on, once its movie is settled
                 record_attempt(root, stage, mid, attempt)
-            if settle(mid, attempt, outcome, value, message=detail):
-                cache.put(key, value, item=mid)  # only an item that made its files is kept
+            settle(mid, attempt, outcome, value, message=detail, key=key)
     finally:
         save_status(force=True)
 
@@ -265,6 +304,11 @@ def _run_stage(root: Path, params: Params, stage: str, movies: list[str] | None,
     if usage_before is not None:  # the backend lives as long as the process: this run's share
         extra["llm_usage"] = {k: v - usage_before.get(k, 0) for k, v in made.usage().items()}
     counts = {**counts, **{s: sum(m.state == s for m in states.values()) for s in ("quarantined", "failed", "skipped")}}
+    if cache.damaged or repaired:  # found damaged and made whole again
+        counts.update(cache_damaged=cache.damaged, files_repaired=len(repaired))
+    if stage == "movie_plots" and left_out:
+        extra["left_out"] = left_out[:50]
+        counts["themes_left_out"] = len(left_out)
     return StepResult(stage=stage, written=sorted(set(written)), data_version=version,
                       hits=cache.hits, misses=cache.misses, redone=cache.missed, counts=counts, preview=preview,
                       seconds=time.perf_counter() - t0, extra=extra, movies=states)
@@ -486,9 +530,22 @@ def render_keyframes(root: Path, params: Params, movies: list[str] | None = None
 
 
 def read_keyframes(root: Path, movie_id: str) -> list[np.ndarray]:
-    """One movie's keyframes, in frame order."""
-    members = read_shard(stage_dir(root, "keyframes") / "shards" / f"{movie_id}.tar")
-    return [load_image(members[name]) for name in sorted(members)]
+    """One movie's keyframes, in frame order, each checked against the checksum keyframes
+    wrote for it: a damaged or altered shard is reported, never read as frames."""
+    rows = json.loads(_movie_json(root, "keyframes", movie_id))
+    path = stage_dir(root, "keyframes") / "shards" / f"{movie_id}.tar"
+    try:
+        members = read_shard(path)
+    except (OSError, EOFError, tarfile.TarError) as exc:
+        raise DamagedFile(f"{path.relative_to(root)}: cannot be read ({exc}); "
+                          "rebuild it: dreamframe run keyframes") from None
+    for row in sorted(rows, key=lambda r: r["frame_index"]):
+        data = members.get(row["member"])
+        if data is None or bytes_digest(data) != row["sha"]:
+            raise DamagedFile(f"{path.relative_to(root)}: keyframe {row['member']} is "
+                              f"{'missing' if data is None else 'damaged or altered (checksum differs)'}; "
+                              "rebuild it: dreamframe run keyframes")
+    return [load_image(members[row["member"]]) for row in sorted(rows, key=lambda r: r["frame_index"])]
 
 
 # ---------------------------------------------------------------- qa_pairs
@@ -643,6 +700,11 @@ def _eval_compute(params: Params, root: str, mid: str, plot_json: str, qa_rows: 
 
 def evaluate_dataset(root: Path, params: Params) -> StepResult:
     """Accuracy per answerer, evidence retrieval, style consistency, diversity -> metrics.json + charts."""
+    with stage_lock(Path(root), "eval_scores"):
+        return _evaluate_dataset(Path(root), params)
+
+
+def _evaluate_dataset(root: Path, params: Params) -> StepResult:
     from ..evaluate import charts, metrics
     from ..models.embed import TextEmbedder
     from ..qa import gates
