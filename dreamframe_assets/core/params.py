@@ -1,13 +1,16 @@
 """``params.yaml``: every knob of the pipeline, grouped by stage, checked before any work.
 
 Each group is what one DVC stage lists under ``params``, so changing a key re-runs
-only the stages that read it. Validation is strict (unknown keys, wrong types and
-negative counts are errors) and errors name the key, because a typo that silently
-falls back to a default would cost a whole dataset build.
+only the stages that read it. Validation is strict (unknown keys, keys given twice,
+wrong types, out-of-range and non-finite numbers are errors) and each error is one line
+naming the dotted key, because a typo that silently falls back to a default would cost
+a whole dataset build.
 """
 
 from __future__ import annotations
 
+import logging
+import unicodedata
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -26,7 +29,8 @@ class ParamsError(ValueError):
 
 
 class _Group(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    # strict: no "256" for 256, no true for 1; no .nan / .inf where a number is asked
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
 
 
 class LLMParams(_Group):
@@ -35,14 +39,17 @@ class LLMParams(_Group):
     client: Literal["openai", "transformers"] = "openai"
     model: str = ""  # server model name, or a hub id / local folder for transformers
     base_url: str = "http://127.0.0.1:8000/v1"
-    api_key_env: str = "OPENAI_API_KEY"  # the NAME of the environment variable holding the key
+    # The NAME of the environment variable holding this server's key; "" sends no key. A key goes
+    # over https, or plain http to this machine (loopback) only, unless allow_plain_http_key says so.
+    api_key_env: str = ""
+    allow_plain_http_key: bool = False  # send the key over plain http to another host (readable on the way)
     temperature: Annotated[float, Field(ge=0.0, le=2.0)] = 0.7
     top_p: Annotated[float, Field(gt=0.0, le=1.0)] = 1.0
     max_tokens: Count = 4096
     seed: Seed = 0
     concurrency: Count = 8  # requests in flight at once
     timeout: Annotated[float, Field(gt=0.0)] = 120.0  # seconds per request
-    max_retries: Annotated[int, Field(ge=0)] = 5  # on 429, 5xx and timeouts
+    max_retries: Annotated[int, Field(ge=0)] = 5  # on 429, 5xx, timeouts and lost connections
     json_mode: bool = True  # ask the server for structured (JSON) output
     device: str = "auto"  # transformers only
     dtype: str = "auto"  # transformers only
@@ -181,62 +188,167 @@ class Params(_Group):
     eval_scores: EvalScoresParams = EvalScoresParams()
 
 
-def _describe(error: dict[str, Any]) -> str:
-    key = ".".join(str(part) for part in error["loc"])
-    if error["type"] == "extra_forbidden":
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _key(loc: tuple) -> str:
+    """The dotted key an error is about: the fields walked down from ``Params`` (an unknown
+    key ends the walk), list positions kept, the tags pydantic gives union members dropped."""
+    model: Any = Params
+    parts: list[str] = []
+    for part in loc:
+        if model is not None:
+            parts.append(str(part))
+            field = model.model_fields.get(part) if isinstance(part, str) else None
+            if field is None:
+                break
+            kind = field.annotation
+            model = kind if isinstance(kind, type) and issubclass(kind, BaseModel) else None
+        elif isinstance(part, int):
+            parts.append(str(part))
+    return ".".join(parts)
+
+
+def _describe(key: str, errors: list[dict[str, Any]]) -> str:
+    """One key's errors as ``key: what is wrong (got value)``; a union's alternatives joined by "or"."""
+    first = errors[0]
+    if first["type"] == "extra_forbidden":
         return f"{key}: unknown key"
-    got = error.get("input")
-    return f"{key}: {error['msg']} (got {got!r})"
+    if first["type"] == "invalid_key":
+        return f"{key}: keys must be text"
+    if first["type"] == "model_type":
+        return f"{key}: expected a mapping of its keys (got {_shown(first.get('input'))})"
+    prefix = "Input should be "
+    wants = list(dict.fromkeys(e["msg"] for e in errors))
+    if all(w.startswith(prefix) for w in wants):
+        what = "should be " + " or ".join(w.removeprefix(prefix) for w in wants)
+    else:
+        what = "; ".join(wants)
+    return f"{key}: {what} (got {_shown(first.get('input'))})"
 
 
 def parse_params(raw: Any, source: str = PARAMS_FILE) -> Params:
-    """Validate a loaded params mapping; raise ParamsError naming every bad key."""
-    if raw is None:
-        raw = {}
+    """Validate a loaded params mapping; one ParamsError line naming every bad key."""
     if not isinstance(raw, dict):
         raise ParamsError(f"{source}: expected a mapping of stage groups, got {type(raw).__name__}")
     try:
         return Params.model_validate(raw)
     except ValidationError as exc:
-        lines = "\n  ".join(_describe(e) for e in exc.errors())
-        raise ParamsError(f"{source} is invalid:\n  {lines}") from None
+        by_key: dict[str, list[dict[str, Any]]] = {}
+        for error in exc.errors():
+            by_key.setdefault(_key(error["loc"]), []).append(error)
+        raise ParamsError(f"{source}: " + "; ".join(_describe(k, e) for k, e in by_key.items())) from None
+
+
+def _twice(node: yaml.Node | None, prefix: str = "", seen: set[int] | None = None) -> str:
+    """The first key given twice in one mapping, as ``key: given twice (lines a and b)``; "" if none.
+    yaml keeps the last silently, so the first value, maybe the one meant, would be dropped."""
+    seen = set() if seen is None else seen
+    if id(node) in seen:  # an alias: its node was checked where it was anchored
+        return ""
+    seen.add(id(node))
+    if isinstance(node, yaml.MappingNode):
+        lines: dict[str, int] = {}
+        for key, value in node.value:
+            name = key.value if isinstance(key, yaml.ScalarNode) else ""
+            if name and name in lines:
+                return f"{prefix}{name}: given twice (lines {lines[name]} and {key.start_mark.line + 1})"
+            lines[name] = key.start_mark.line + 1
+            found = _twice(value, f"{prefix}{name}." if name else prefix, seen)
+            if found:
+                return found
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            found = _twice(item, f"{prefix}{index}.", seen)
+            if found:
+                return found
+    return ""
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """A YAML error as one line: where, then what."""
+    mark = getattr(exc, "problem_mark", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    what = getattr(exc, "problem", None) or str(exc)
+    return where + " ".join(str(what).split())
 
 
 def load_params(root: Path) -> Params:
+    """``root``'s params.yaml, validated; every problem is one ParamsError line naming the key
+    (or, for text that is not YAML, the line)."""
     path = Path(root) / PARAMS_FILE
-    if not path.exists():
+    if not path.is_file():
         raise ParamsError(f"{path}: not found (every knob of the pipeline lives there)")
     try:
-        raw = yaml.safe_load(path.read_text())
+        text = path.read_text(encoding="utf-8")
+        raw = yaml.safe_load(text)
+        twice = _twice(yaml.compose(text, Loader=yaml.SafeLoader))
+    except UnicodeDecodeError as exc:
+        raise ParamsError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     except yaml.YAMLError as exc:
-        raise ParamsError(f"{path}: not valid YAML: {exc}") from None
+        raise ParamsError(f"{path}: not valid YAML: {_yaml_problem(exc)}") from None
+    if twice:
+        raise ParamsError(f"{path}: {twice}")
+    if raw is None:
+        raise ParamsError(f"{path}: empty (every knob of the pipeline lives there; "
+                          "start from the project's params.yaml)")
     return parse_params(raw, str(path))
 
 
+MAX_THEME_CHARS = 1000  # a theme is one line; longer text is a story, not a theme
+
+
 def load_themes(root: Path, params: MoviePlotsParams) -> list[str]:
-    """The inline themes, then the themes file's; blank, duplicate or no themes are errors."""
+    """The usable themes (see ``read_themes``); each rejected one is logged as a warning."""
+    themes, rejected = read_themes(root, params)
+    for line in rejected:
+        logging.getLogger("dreamframe").warning(line)
+    return themes
+
+
+def read_themes(root: Path, params: MoviePlotsParams) -> tuple[list[str], list[str]]:
+    """The inline themes, then the themes file's, whitespace folded; and one line per theme
+    left out (blank, too long, control characters, given twice), naming where it is. A bad
+    theme never stops the others; no usable theme at all is an error."""
     themes = [(t, "movie_plots.themes") for t in params.themes]
     if params.themes_file:
         path = Path(root) / params.themes_file
-        if not path.exists():
+        if not path.is_file():
             raise ParamsError(f"movie_plots.themes_file: {params.themes_file!r} does not exist")
-        for number, line in enumerate(path.read_text().splitlines(), start=1):
-            text = line.split("#", 1)[0].strip()
-            if text:
-                themes.append((text, f"{params.themes_file}:{number}"))
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise ParamsError(f"{params.themes_file}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+        for number, line in enumerate(text.splitlines(), start=1):
+            theme = line.split("#", 1)[0].strip()
+            if theme:
+                themes.append((theme, f"{params.themes_file}:{number}"))
+    kept: list[str] = []
+    rejected: list[str] = []
     seen: dict[str, str] = {}
     for theme, where in themes:
-        if not theme.strip():
-            raise ParamsError(f"{where}: a theme is blank")
-        key = " ".join(theme.lower().split())
-        if key in seen:
-            raise ParamsError(f"{where}: theme {theme!r} is given twice (also at {seen[key]})")
-        seen[key] = where
-    if not themes and not story_files(root, params):
-        raise ParamsError(
-            "movie_plots.themes: no themes (give some inline or in movie_plots.themes_file)"
-        )
-    return [" ".join(t.split()) for t, _ in themes]
+        folded = " ".join(theme.split())
+        shown = repr(folded[:60] + ("..." if len(folded) > 60 else ""))
+        problem = ""
+        if not folded:
+            problem = "a theme is blank"
+        elif len(folded) > MAX_THEME_CHARS:
+            problem = f"theme {shown} has {len(folded):,} characters (at most {MAX_THEME_CHARS:,}: one line)"
+        elif any(unicodedata.category(c) == "Cc" for c in folded):
+            problem = f"theme {shown} holds control characters"
+        elif folded.lower() in seen:
+            problem = f"theme {shown} is given twice (also at {seen[folded.lower()]}); built once"
+        if problem:
+            rejected.append(f"{where}: {problem}" + ("" if problem.endswith("built once") else "; left out"))
+            continue
+        seen[folded.lower()] = where
+        kept.append(folded)
+    if not kept and not story_files(root, params):
+        reason = f" ({len(rejected)} left out: {rejected[0]})" if rejected else ""
+        raise ParamsError(f"movie_plots.themes: no themes (give some inline or in movie_plots.themes_file){reason}")
+    return kept, rejected
 
 
 def story_files(root: Path, params: MoviePlotsParams) -> list[Path]:

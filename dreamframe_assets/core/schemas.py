@@ -216,6 +216,15 @@ SCHEMAS: dict[str, pa.DataFrameSchema] = {
         },
         strict=True,
         unique=["movie_id", "frame_index"],
+        checks=[
+            # paths are built from these: only the movie's own shard and frame names
+            _frame_check("shard is shards/<movie_id>.tar",
+                         pl.col("shard") == pl.lit("shards/") + pl.col("movie_id") + pl.lit(".tar")),
+            _frame_check("member is <movie_id>/<5 digits>.png",
+                         (pl.col("member").str.head(pl.col("movie_id").str.len_chars() + 1)
+                          == pl.col("movie_id") + pl.lit("/"))
+                         & pl.col("member").str.contains(r"^[a-z0-9-]+/\d{5}\.png$")),
+        ],
     ),
     "qa": pa.DataFrameSchema(
         {

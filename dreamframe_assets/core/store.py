@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import tarfile
 from dataclasses import asdict
 from pathlib import Path
@@ -169,6 +170,22 @@ def _group(df: pl.DataFrame) -> dict[str, list[dict]]:
 
 
 # ---------------------------------------------------------------- images
+def keyframe_member(movie_id: str, index: int) -> str:
+    """A keyframe's name in its movie's shard, as the keyframes stage packs it."""
+    return f"{movie_id}/{index:05d}.png"
+
+
+def keyframe_member_problem(member: object, movie_id: str) -> str:
+    """Why ``member`` is not a keyframe name of ``movie_id``'s shard ("" when it is): only
+    ``<movie_id>/<5 digits>.png``, so never absolute, never ``..``, never another movie's."""
+    if isinstance(member, str) and re.fullmatch(re.escape(movie_id) + r"/\d{5}\.png", member):
+        return ""
+    shown = repr(member)
+    shown = shown if len(shown) <= 80 else shown[:77] + "..."
+    return f"member {shown} of movie {movie_id!r} is not {movie_id}/<5 digits>.png"
+
+
+
 def png_bytes(image: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(image).save(buf, format="PNG", compress_level=6)

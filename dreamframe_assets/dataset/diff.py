@@ -4,6 +4,11 @@ A version is read through DVC, never rebuilt: ``rev=None`` is the working tree, 
 revision is read with ``dvc.api`` from the DVC cache (or remote) as that commit's
 ``dvc.lock`` names it, and ``metrics.json`` / ``params.yaml`` from git. So comparing
 v1 with v2 costs reading a few Parquet files, and images only for the movies that differ.
+
+Another revision's tables are data from outside this checkout, and they may predate
+today's schemas, so what becomes a path (a movie id, a shard, a shard member) is held
+to its rule before anything is read by it: a bad value stops the diff with one line
+naming the file, the version and the value.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import base64
 import html
 import io
 import json
+import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -22,7 +28,9 @@ import yaml
 from PIL import Image, ImageDraw
 
 from ..core.cache import digest
+from ..core.ids import is_movie_id
 from ..core.store import DATA_DIR, PLOT_TABLES, shard_members
+from ..core.store import keyframe_member_problem
 
 MOVIE_COLUMNS = ("movie_id", "title", "theme", "genre")
 SHEET_FRAMES = 12  # keyframes per side of a contact sheet
@@ -31,7 +39,7 @@ THUMB_WIDTH = 96
 
 
 class DiffError(RuntimeError):
-    """A version cannot be read (no such revision, or its data is in no cache)."""
+    """A version cannot be read (no such revision, its data is in no cache, or a file is malformed)."""
 
 
 @dataclass
@@ -152,11 +160,61 @@ def _reader(root: Path, rev: str | None) -> tuple[Callable[[str], bytes], str]:
     return read, label
 
 
+def _line(text: str, limit: int = 120) -> str:
+    """Text as part of a one-line error: whitespace (line breaks too) collapsed, cut to ``limit``."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _shown(value: Any) -> str:
+    """A value from a file as it goes into an error line: its repr, cut to 80 characters."""
+    return _line(repr(value), 80)
+
+
 def _read_table(read: Callable[[str], bytes], path: str, label: str) -> pl.DataFrame:
+    """A table of this version whose every ``movie_id`` is a movie id (ids name files and shards)."""
     try:
-        return pl.read_parquet(io.BytesIO(read(path)))
+        df = pl.read_parquet(io.BytesIO(read(path)))
     except FileNotFoundError as e:
         raise DiffError(f"{path}: missing in {label}; was the pipeline run (`dvc repro`) and committed?") from e
+    except (OSError, pl.exceptions.PolarsError) as e:
+        raise DiffError(f"{path} in {label}: not a readable Parquet table ({_line(str(e))})") from None
+    if "movie_id" not in df.columns:
+        raise DiffError(f"{path} in {label}: has no movie_id column")
+    for value in df["movie_id"].unique(maintain_order=True).to_list():
+        if not (isinstance(value, str) and is_movie_id(value)):
+            raise DiffError(f"{path} in {label}: movie_id {_shown(value)} is not a movie id "
+                            "(lower-case words joined by '-'); refusing to read this version")
+    return df
+
+
+def _check_keyframes(df: pl.DataFrame, path: str, label: str) -> None:
+    """Each row's shard is its movie's ``shards/<movie_id>.tar`` and its member ``<movie_id>/<5 digits>.png``:
+    the contact sheets read those names, so none may point elsewhere."""
+    for column in ("frame_index", "shard", "member"):
+        if column not in df.columns:
+            raise DiffError(f"{path} in {label}: has no {column} column")
+    for row in df.select("movie_id", "shard", "member").iter_rows(named=True):
+        mid, shard, member = row["movie_id"], row["shard"], row["member"]
+        if shard != f"shards/{mid}.tar":
+            raise DiffError(f"{path} in {label}: movie {mid!r} names shard {_shown(shard)}, "
+                            f"not shards/{mid}.tar; refusing to read this version")
+        problem = keyframe_member_problem(member, mid)
+        if problem:
+            raise DiffError(f"{path} in {label}: {problem}; refusing to read this version")
+
+
+def _mapping(data: bytes, path: str, label: str, parse: Callable[[bytes], Any]) -> dict[str, Any]:
+    """A JSON or YAML file of this version that must hold a mapping (empty: none)."""
+    try:
+        value = parse(data)
+    except (ValueError, yaml.YAMLError) as e:
+        raise DiffError(f"{path} in {label}: not readable ({_line(str(e))})") from None
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise DiffError(f"{path} in {label}: expected a mapping, got {type(value).__name__}")
+    return value
 
 
 def _rows_by_movie(df: pl.DataFrame) -> dict[str, list[str]]:
@@ -172,6 +230,7 @@ def load_version(root: Path, rev: str | None = None) -> Version:
     read, label = _reader(Path(root), rev)
     tables = {name: _read_table(read, f"{DATA_DIR}/movie_plots/{name}.parquet", label) for name in PLOT_TABLES}
     keyframes = _read_table(read, f"{DATA_DIR}/keyframes/keyframes.parquet", label)
+    _check_keyframes(keyframes, f"{DATA_DIR}/keyframes/keyframes.parquet", label)
     qa = _read_table(read, f"{DATA_DIR}/qa_pairs/qa.parquet", label)
     parts = {**{f"movie_plots/{n}": df for n, df in tables.items()}, "keyframes": keyframes, "qa": qa}
     grouped = {name: _rows_by_movie(df) for name, df in parts.items()}
@@ -179,10 +238,11 @@ def load_version(root: Path, rev: str | None = None) -> Version:
     hashes = {mid: digest({name: rows.get(mid, []) for name, rows in grouped.items()})
               for mid in movies["movie_id"]}
     try:
-        metrics = json.loads(read(f"{DATA_DIR}/eval_scores/metrics.json"))
+        metrics = _mapping(read(f"{DATA_DIR}/eval_scores/metrics.json"), f"{DATA_DIR}/eval_scores/metrics.json",
+                           label, json.loads)
     except FileNotFoundError:
         metrics = {}
-    params = yaml.safe_load(read("params.yaml")) or {}
+    params = _mapping(read("params.yaml"), "params.yaml", label, yaml.safe_load)
     return Version(label, movies, hashes, qa, keyframes, metrics, params, read)
 
 
@@ -371,11 +431,20 @@ def _thumbnails(version: Version, movie_id: str) -> list[Image.Image]:
     if rows.height == 0:
         return []
     pick = sorted({int(i) for i in np.linspace(0, rows.height - 1, min(SHEET_FRAMES, rows.height)).round()})
-    members = shard_members(version.read(f"{DATA_DIR}/keyframes/{rows['shard'][0]}"))
+    path = f"{DATA_DIR}/keyframes/{rows['shard'][0]}"  # shards/<movie_id>.tar: checked by load_version
+    try:
+        members = shard_members(version.read(path))
+    except (tarfile.TarError, EOFError) as e:
+        raise DiffError(f"{path} in {version.label}: not a readable tar shard ({_line(str(e))})") from None
     names = rows["member"].to_list()
     thumbs = []
     for i in pick:
-        img = Image.open(io.BytesIO(members[names[i]])).convert("RGB")
+        if names[i] not in members:
+            raise DiffError(f"{path} in {version.label}: has no member {names[i]!r} (the keyframes index names it)")
+        try:
+            img = Image.open(io.BytesIO(members[names[i]])).convert("RGB")
+        except OSError as e:
+            raise DiffError(f"{path} in {version.label}: {names[i]} is not an image ({_line(str(e))})") from None
         img.thumbnail((THUMB_WIDTH, THUMB_WIDTH * 4))
         thumbs.append(img)
     return thumbs

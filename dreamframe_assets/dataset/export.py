@@ -12,6 +12,11 @@ uploaded as it is:
 - ``videochatgpt_qa.json``: Video-ChatGPT open-ended QA (``export_videochatgpt``);
 - ``data/train-00000-of-00001.parquet`` + ``README.md``: a Hugging Face dataset (``export_hf``).
 
+Every movie id comes from a table read through its schema (``read_plots``, ``read_qa``),
+so it is a file name, never a path; every member of a keyframe shard must be
+``<movie_id>/<5 digits>.png`` (``keyframe_member``), and every path written stays
+inside ``out`` (``_target``).
+
 Each function returns ``{"format", "files", "written", "counts"}``: the files it
 made and those whose bytes changed (``written``), relative to ``out``.
 Extracting frames is a copy, so the formats that name frames write them; encoding
@@ -33,6 +38,7 @@ import io
 import json
 import os
 import re
+import tarfile
 import tempfile
 from collections import Counter
 from fractions import Fraction
@@ -47,7 +53,16 @@ from PIL import Image, ImageDraw, ImageFont
 from ..core.cache import write_if_changed
 from ..core.params import PARAMS_FILE, Params
 from ..core.plot import QA, MoviePlot
-from ..core.store import load_image, read_plots, read_shard, read_table, stage_dir
+from ..core.schemas import ContractError
+from ..core.store import (
+    keyframe_member,
+    keyframe_member_problem,
+    load_image,
+    read_plots,
+    read_shard,
+    read_table,
+    stage_dir,
+)
 from ..evaluate.choice import LETTERS
 from ..models.llm import load_prompt, prompt_names
 from ..pipeline.backends import checked_params
@@ -75,9 +90,18 @@ def frame_path(movie_id: str, frame_index: int) -> str:
     return f"{frames_folder(movie_id)}/{frame_index:05d}.png"
 
 
+def _target(out: Path, rel: str) -> Path:
+    """``out / rel``, refused where ``rel`` could leave ``out`` (absolute, or with a ``..`` part)."""
+    parts = Path(rel).parts
+    if Path(rel).is_absolute() or not parts or ".." in parts:
+        raise ValueError(f"export: refusing to write {rel!r}: every path written stays inside {out}")
+    return Path(out) / rel
+
+
 def _write(out: Path, rel: str, data: bytes, files: list[str], written: list[str]) -> None:
+    target = _target(out, rel)
     files.append(rel)
-    if write_if_changed(Path(out) / rel, data):
+    if write_if_changed(target, data):
         written.append(rel)
 
 
@@ -92,9 +116,21 @@ def _read_qa(root: Path) -> list[QA]:
 
 
 def _shard(root: Path, movie_id: str) -> dict[str, bytes]:
-    """One movie's keyframe PNGs by member name, in frame order."""
-    members = read_shard(stage_dir(root, "keyframes") / "shards" / f"{movie_id}.tar")
-    return {name: members[name] for name in sorted(members)}
+    """One movie's keyframe PNGs by member name, in frame order; a ContractError naming the shard
+    and the member when a member is not ``keyframe_member(movie_id, i)`` for i = 0, 1, ..."""
+    path = stage_dir(root, "keyframes") / "shards" / f"{movie_id}.tar"
+    try:
+        members = read_shard(path)
+    except (tarfile.TarError, EOFError) as exc:
+        raise ContractError(f"{path}: not a readable tar shard ({' '.join(str(exc).split())})") from None
+    names = sorted(members)
+    for index, name in enumerate(names):
+        problem = keyframe_member_problem(name, movie_id)
+        if problem:
+            raise ContractError(f"{path}: {problem}")
+        if name != keyframe_member(movie_id, index):
+            raise ContractError(f"{path}: keyframe {keyframe_member(movie_id, index)} is missing (next is {name})")
+    return {name: members[name] for name in names}
 
 
 def _question_forms(questions: str) -> tuple[str, ...]:
@@ -598,13 +634,13 @@ def export_mp4(root: Path, out: Path, fps: float = 2.0, subtitles: bool = True,
     for n, (mid, plot) in enumerate(plots.items(), start=1):
         images = [even_size(load_image(data)) for data in _shard(root, mid).values()]
         if len(images) != len(plot.frames):
-            raise ValueError(f"keyframes: movie {mid!r} has {len(images)} images for {len(plot.frames)} frames")
+            raise ContractError(f"keyframes: movie {mid!r} has {len(images)} images for {len(plot.frames)} frames")
         if subtitles:
             for index, lines in subtitle_lines(plot).items():
                 images[index] = burn_subtitle(images[index], lines)
                 burned += 1
         files.append(video_path(mid))
-        if encode_mp4(out / video_path(mid), images, fps):
+        if encode_mp4(_target(out, video_path(mid)), images, fps):
             written.append(video_path(mid))
         _write(out, f"movies/{mid}.srt", srt(plot, fps).encode(), files, written)
         frames += len(images)

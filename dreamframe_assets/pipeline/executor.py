@@ -147,16 +147,26 @@ def _pin_gpu(counter) -> None:
     os.environ["CUDA_VISIBLE_DEVICES"] = str(index)
 
 
+LOOPBACK = "127.0.0.1"
+
+
+def ray_init_kwargs(params: ExecutorParams) -> dict[str, Any]:
+    """What ``ray.init`` is given: join ``params.address``, or start a local cluster for this run
+    without the dashboard (a web server that would run code for whoever reaches it), its host
+    kept on loopback should a Ray version start it anyway. Ray's own gRPC ports listen on every
+    interface whatever is asked; its token authentication (on by default) is what guards them."""
+    if params.address:
+        return {"address": params.address, "log_to_driver": False}
+    workers = machine_cores() if params.workers == "auto" else params.workers
+    return {"num_cpus": workers, "include_dashboard": False, "dashboard_host": LOOPBACK, "log_to_driver": False}
+
+
 def _ray(calls: Sequence[Call], params: ExecutorParams, work: Work) -> Iterator[tuple[int, Any]]:
     """Each call as a Ray task; a GPU task asks for one GPU, so Ray places one per GPU."""
     import ray
 
     if not ray.is_initialized():
-        if params.address:
-            ray.init(address=params.address, log_to_driver=False)
-        else:  # a local cluster for this run
-            workers = machine_cores() if params.workers == "auto" else params.workers
-            ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+        ray.init(**ray_init_kwargs(params))
     # a GPU task asks for a GPU where the cluster has one; on a CPU-only cluster it would wait forever
     gpus = 1 if work == "gpu" and ray.cluster_resources().get("GPU", 0) > 0 else 0
     task = ray.remote(num_cpus=1, num_gpus=gpus, max_retries=0)(_call)

@@ -36,6 +36,7 @@ from ..core.schemas import validate
 from ..core.store import (
     PLOT_TABLES,
     contact_sheet,
+    keyframe_member,
     load_image,
     pack_shard,
     plot_from_json,
@@ -497,7 +498,7 @@ def _frames_compute(renderer: Any, params: Params, root: Path, mid: str, style: 
                     seed: int) -> bytes:
     p = params.keyframes
     images = renderer.render(read_plot(root, mid), style_object(style, style_files), p.width, p.height, seed)
-    return pack_shard([(f"{mid}/{i:05d}.png", png_bytes(img)) for i, img in enumerate(images)])
+    return pack_shard([(keyframe_member(mid, i), png_bytes(img)) for i, img in enumerate(images)])
 
 
 def _frames_files(run: Run, mid: str, shard: bytes) -> tuple[dict[Path, bytes], str, dict[str, int]]:

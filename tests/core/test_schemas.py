@@ -1,3 +1,5 @@
+import re
+
 import polars as pl
 import pytest
 
@@ -41,3 +43,21 @@ def test_qa_answer_must_be_the_indexed_option():
     with pytest.raises(ContractError, match="answer is the indexed option"):
         validate("qa", rows_table("qa", [row]))
     validate("qa", rows_table("qa", [{**row, "answer_index": 1}]))
+
+
+@pytest.mark.parametrize("change, rule", [
+    ({"movie_id": "../../etc"}, "movie_id"),
+    ({"movie_id": "Movie_1"}, "movie_id"),
+    ({"shard": "../shards/m-1.tar"}, "shard is shards/<movie_id>.tar"),
+    ({"shard": "shards/other-movie.tar"}, "shard is shards/<movie_id>.tar"),
+    ({"member": "/etc/passwd"}, "member is <movie_id>/<5 digits>.png"),
+    ({"member": "m-1/../../x.png"}, "member is <movie_id>/<5 digits>.png"),
+    ({"member": "other-movie/00001.png"}, "member is <movie_id>/<5 digits>.png"),
+])
+def test_keyframe_rows_name_only_their_own_files(change, rule):
+    """Paths are built from the keyframes table: a row that points elsewhere breaks its contract."""
+    row = {"movie_id": "m-1", "frame_index": 0, "shard": "shards/m-1.tar", "member": "m-1/00000.png",
+           "width": 8, "height": 8, "sha": "ab"}
+    validate("keyframes", rows_table("keyframes", [row]))
+    with pytest.raises(ContractError, match=re.escape(rule)):
+        validate("keyframes", rows_table("keyframes", [{**row, **change}]))

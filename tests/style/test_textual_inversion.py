@@ -111,3 +111,13 @@ def test_v_prediction_model_trains(tmp_path):
     learner = ti_learner(model, steps=2)
     _, style = learner.learn(make_plot().movie, references=1, size=SIZE, seed=0)
     assert np.isfinite(style.embeddings["clip_l"]).all()
+
+
+def test_the_embedding_file_is_the_same_bytes_every_time():
+    """Same vectors, same file: a movie learned again must not look changed to DVC or to the
+    keyframes' cache keys (safetensors would lay out several metadata entries in hash order)."""
+    style = dd.TextualInversionStyle(token="<df-m>", embeddings={"clip_l": np.arange(4.0), "clip_g": np.ones(6)},
+                                     keyword="Noir")
+    files = {style.files()[dd.EMBEDDING_FILE] for _ in range(20)}
+    assert len(files) == 1
+    assert dd.TextualInversionStyle.from_dict(style.to_dict(), style.files()) == style
