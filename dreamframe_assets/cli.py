@@ -168,7 +168,7 @@ def materialize(
     """Materialize assets through Dagster, recorded in the project's instance: each per-movie
     asset in one run over all its movie partitions (or the ``--movie`` ones)."""
     root = project_root(root)
-    _checked(root)
+    _checked(root, stages=_selection(assets or []))
     try:
         ok = run_dagster(root, _selection(assets or []), movies=movie or None)
     except ValueError as exc:  # an unknown movie
@@ -187,8 +187,8 @@ def run(
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     root = project_root(root)
-    _checked(root)
     selected = [s for s in STAGES if s in _selection(assets or [])]
+    _checked(root, stages=selected)
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} assets"),
                   TimeElapsedColumn(), console=err, transient=True) as progress:
         task = progress.add_task("building", total=len(selected))
@@ -215,7 +215,7 @@ def retry(
     from .pipeline.steps import PER_MOVIE
 
     root = project_root(root)
-    ids = movie_ids(root, _checked(root))
+    ids = movie_ids(root, _checked(root, stages=list(STAGES)))
     if not (movies or quarantined or failed):
         raise typer.BadParameter("name movies, or pass --quarantined and/or --failed")
     unknown = [m for m in movies or [] if m not in ids]
@@ -275,19 +275,19 @@ def status(root: RootOption = None) -> None:
         console.print(line, highlight=False)
 
 
-def _checked(root: Path, preflight: bool = False):
-    """params.yaml checked before any work (and, with ``preflight``, the servers and model
-    folders it names); each theme left out is one warning line."""
+def _checked(root: Path, stages: list[str] | None = None):
+    """params.yaml checked before any work, and for ``stages`` (the ones about to be built) the
+    servers and model folders they use; each theme left out is one warning line."""
     from .pipeline.movies import read_sources
 
     _log_to(root)
     try:
         params = checked_params(root)  # bad params fail here, before any work
         _, left_out = read_sources(root, params)
-        if preflight:
-            from .pipeline.backends import preflight as check_backends
+        if stages:
+            from .pipeline.backends import preflight
 
-            check_backends(params, root)
+            preflight(params, root, stages=stages)
     except ParamsError as exc:
         _error(str(exc))
         raise typer.Exit(2) from None

@@ -78,7 +78,7 @@ class BlindAnswerer:
         if self._chat is None:
             from ..models.llm import CachedChat, make_client
 
-            self._chat = CachedChat(make_client(self.params.blind.llm), self.llm_cache_dir)
+            self._chat = CachedChat(make_client(self.params.blind.llm, "eval_scores.blind.llm"), self.llm_cache_dir)
         return self._chat
 
     def answer(self, plot: Any, qas: list[QA], images: Any = None) -> list[int]:

@@ -7,11 +7,17 @@ arrives, keyed by everything that shapes it, so a re-run or a resumed crash neve
 pays for a prompt twice. Models often answer with broken JSON (the method's own
 example misses commas), so parsing is lenient, a failed answer gets one repair
 request, and what still fails is quarantined with its prompt, never dropped.
+
+A server's key is read from the variable ``api_key_env`` names for that server
+alone, and never goes in clear text to another machine: it is sent over https, or
+plain http to loopback, unless ``allow_plain_http_key`` says otherwise.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import logging
 import os
 import random
 import re
@@ -19,24 +25,33 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import httpx
 import json_repair
+import tenacity
+from pydantic import SecretStr
 
-from ..core.cache import digest, write_atomic
-from ..core.params import LLMParams
+from ..core.cache import SEAL, digest, seal, unseal, write_atomic
+from ..core.params import LLMParams, ParamsError
 from ..core.plot import Quarantined
 from .device import device_and_dtype, load_once
+
+log = logging.getLogger("dreamframe")
 
 Messages = list[dict]
 OnDone = Callable[[int, "Completion"], None]
 
 # Request settings that change an answer; all of them go into the cache key.
 SAMPLING_KEYS = ("temperature", "top_p", "max_tokens", "seed", "json_mode")
-BACKOFF_CAP = 60.0  # seconds: the longest wait between retries (Retry-After may ask for more)
+BACKOFF_CAP = 60.0  # seconds: the longest wait between retries, whatever Retry-After asks
+# Failures worth another try (with 429 and 5xx answers): the request may well pass a moment later.
+RETRY_TRANSPORT = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
+REDACTED = "[api key]"
 
 
 @dataclass(frozen=True)
@@ -94,7 +109,76 @@ def load_prompt(name: str) -> Prompt:
     return Prompt(name, match.group(1), body.strip() + "\n")
 
 
+# ---------------------------------------------------------------- keys
+def is_loopback(host: str) -> bool:
+    """True for this machine: localhost, 127.0.0.0/8 and ::1."""
+    if host.lower().rstrip(".") == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def api_key(params: LLMParams, where: str = "llm") -> SecretStr | None:
+    """The key for ``params.base_url``, or None when ``api_key_env`` is empty.
+
+    Raises ParamsError (naming ``<where>.api_key_env`` and the URL) when the named
+    variable is unset or empty, or when the key would cross the network in clear
+    text: a key read on the way is a key stolen. ``where`` is the params key of the
+    LLM block, e.g. ``movie_plots.llm``.
+    """
+    if not params.api_key_env:
+        return None
+    key = os.environ.get(params.api_key_env, "").strip()
+    if not key:
+        raise ParamsError(f"{where}.api_key_env: the variable {params.api_key_env} is unset or empty "
+                          f"(it should hold the key for {params.base_url})")
+    if not re.fullmatch(r"[\x21-\x7e]+", key):  # a header value; never echoed back in an error
+        raise ParamsError(f"{where}.api_key_env: the variable {params.api_key_env} does not hold a key "
+                          f"(printable ASCII without spaces) for {params.base_url}")
+    try:
+        url = httpx.URL(params.base_url)
+    except httpx.InvalidURL as exc:
+        raise ParamsError(f"{where}.base_url: {params.base_url!r} is not a URL ({exc})") from None
+    safe = url.scheme == "https" or (url.scheme == "http" and (is_loopback(url.host) or params.allow_plain_http_key))
+    if not safe:
+        raise ParamsError(f"{where}.api_key_env: the key in {params.api_key_env} would go in clear text to "
+                          f"{params.base_url}; use https, or set {where}.allow_plain_http_key: true")
+    return SecretStr(key)
+
+
+def auth_headers(params: LLMParams, where: str = "llm") -> dict[str, str]:
+    """The Authorization header for ``params.base_url``, under the rules of ``api_key``."""
+    key = api_key(params, where)
+    return {"Authorization": f"Bearer {key.get_secret_value()}"} if key else {}
+
+
+def check_server(params: LLMParams, where: str = "llm", timeout: float = 5.0) -> None:
+    """ParamsError (naming ``<where>.base_url``) unless ``GET {base_url}/models`` gets an HTTP answer.
+
+    Any status will do (a server without that route still answers); only a
+    connection that fails or times out means nobody is there. The key goes under
+    the rules of ``api_key``, and redirects are not followed.
+    """
+    headers = auth_headers(params, where)
+    url = params.base_url.rstrip("/") + "/models"
+    try:
+        httpx.get(url, headers=headers, timeout=timeout, follow_redirects=False)
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:
+        why = " ".join(f"{type(exc).__name__}: {exc}".split())
+        raise ParamsError(f"{where}.base_url: cannot reach {params.base_url} ({why})") from None
+
+
 # ---------------------------------------------------------------- clients
+class _Retry(Exception):
+    """A failed attempt worth another: 429, 5xx, a timeout or a lost connection."""
+
+    def __init__(self, failure: str, retry_after: float | None = None):
+        super().__init__(failure)
+        self.retry_after = retry_after
+
+
 def _sampling(params: LLMParams, seed: int | None) -> dict:
     out = {k: getattr(params, k) for k in SAMPLING_KEYS}
     if seed is not None:
@@ -108,15 +192,16 @@ class OpenAIChatClient:
 
     kind = "openai"
 
-    def __init__(self, params: LLMParams, backoff: float = 1.0):
+    def __init__(self, params: LLMParams, backoff: float = 1.0, where: str = "llm"):
+        """``where`` is the params key of the LLM block, named in errors about its settings."""
         self.params = params
         self.backoff = backoff  # first retry waits about this long; doubles after
         self.sleep: Callable[[float], None] = time.sleep  # tests swap it to record waits
         self.url = params.base_url.rstrip("/") + "/chat/completions"
+        self._key = api_key(params, where)  # checked before any request is made
         headers = {"Content-Type": "application/json"}
-        key = os.environ.get(params.api_key_env, "") if params.api_key_env else ""
-        if key:
-            headers["Authorization"] = f"Bearer {key}"
+        if self._key:
+            headers["Authorization"] = f"Bearer {self._key.get_secret_value()}"
         self._in_flight = threading.BoundedSemaphore(params.concurrency)
         self._http = httpx.Client(
             headers=headers,
@@ -164,45 +249,78 @@ class OpenAIChatClient:
                 raise error
         return [f.result() for f in futures]
 
+    def _redact(self, text: str) -> str:
+        """``text`` without the key: a server may echo request headers back into what we keep."""
+        return text.replace(self._key.get_secret_value(), REDACTED) if self._key else text
+
     def _post(self, body: dict) -> Completion:
         attempts = self.params.max_retries + 1
-        failure = ""
-        for attempt in range(attempts):
-            wait: float | None = None
-            try:
-                with self._in_flight:
-                    response = self._http.post(self.url, json=body)
-            except httpx.TransportError as exc:  # connection errors and timeouts
-                failure = f"{type(exc).__name__}: {exc}"
-            else:
-                if response.status_code == 200:
-                    return self._read(response)
-                failure = f"status {response.status_code}: {response.text[:500]!r}"
-                if response.status_code != 429 and response.status_code < 500:
-                    raise LLMError(f"POST {self.url} failed with {failure}")
-                wait = _retry_after(response)
-            if attempt + 1 < attempts:
-                if wait is None:  # exponential backoff, jittered to 50-100% so clients spread out
-                    wait = min(BACKOFF_CAP, self.backoff * 2**attempt) * random.uniform(0.5, 1.0)
-                self.sleep(wait)
-        raise LLMError(f"POST {self.url} failed after {attempts} attempt(s); last {failure}")
+        retrying = tenacity.Retrying(
+            stop=tenacity.stop_after_attempt(attempts), retry=tenacity.retry_if_exception_type(_Retry),
+            wait=self._wait, sleep=lambda seconds: self.sleep(seconds),
+        )
+        try:
+            return retrying(self._attempt, body)
+        except tenacity.RetryError as exc:
+            last = exc.last_attempt.exception()
+            raise LLMError(f"POST {self.url} failed after {attempts} attempt(s); last {last}") from None
+
+    def _attempt(self, body: dict) -> Completion:
+        try:
+            with self._in_flight:
+                response = self._http.post(self.url, json=body)
+        except RETRY_TRANSPORT as exc:
+            raise _Retry(f"{type(exc).__name__}: {exc}") from None
+        except httpx.TransportError as exc:  # an unsupported scheme, a proxy error: no use retrying
+            raise LLMError(f"POST {self.url} failed: {type(exc).__name__}: {exc}") from None
+        if response.status_code == 200:
+            return self._read(response)
+        failure = f"status {response.status_code}: {self._redact(response.text)[:500]!r}"
+        if response.status_code == 429 or response.status_code >= 500:
+            raise _Retry(failure, _retry_after(response.headers.get("Retry-After")))
+        raise LLMError(f"POST {self.url} failed with {failure}")
+
+    def _wait(self, state: tenacity.RetryCallState) -> float:
+        """The server's Retry-After when given, else exponential backoff jittered to 50-100%
+        (so clients spread out); never more than BACKOFF_CAP."""
+        asked = state.outcome.exception().retry_after
+        if asked is not None:
+            return min(BACKOFF_CAP, asked)
+        return tenacity.wait_exponential(multiplier=self.backoff, max=BACKOFF_CAP)(state) * random.uniform(0.5, 1.0)
 
     def _read(self, response: httpx.Response) -> Completion:
         try:
             data = response.json()
             text = data["choices"][0]["message"].get("content") or ""
+            if not isinstance(text, str):
+                raise TypeError(f"the content is a {type(text).__name__}, not text")
         except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
-            raise LLMError(f"POST {self.url}: not a chat completion ({exc}): {response.text[:500]!r}") from None
-        usage = data.get("usage") or {}
-        return Completion(text, int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0))
+            raise LLMError(f"POST {self.url}: not a chat completion ({exc}): {self._redact(response.text)[:500]!r}") from None
+        usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
+        return Completion(self._redact(text), _tokens(usage, "prompt_tokens"), _tokens(usage, "completion_tokens"))
 
 
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("Retry-After")
+def _tokens(usage: dict, name: str) -> int:
+    """A token count of the usage block; 0 when a server reports none (or nonsense)."""
+    value = usage.get(name)
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+
+
+def _retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """Seconds a Retry-After header asks for (delta-seconds or an HTTP date; a past date is 0),
+    or None when there is none or it cannot be read."""
+    if value is None:
+        return None
+    text = value.strip()
+    if re.fullmatch(r"\d+(\.\d+)?", text):
+        return float(text)
     try:
-        return max(0.0, float(value)) if value is not None else None
-    except ValueError:
-        return None  # an HTTP date: fall back to our own backoff
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when.tzinfo is None:  # "-0000": UTC with no further word on it
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, (when - (now or datetime.now(timezone.utc))).total_seconds())
 
 
 class TransformersChatClient:
@@ -232,7 +350,8 @@ class TransformersChatClient:
             tokenizer.padding_side = "left"
             if tokenizer.pad_token is None:
                 tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
-            return tokenizer, AutoModelForCausalLM.from_pretrained(p.model, dtype=dtype).to(device).eval()
+            model = AutoModelForCausalLM.from_pretrained(p.model, dtype=dtype, use_safetensors=True)
+            return tokenizer, model.to(device).eval()
 
         self.device = device
         return load_once(("causal-lm", p.model, device, str(dtype)), load)
@@ -271,10 +390,11 @@ class TransformersChatClient:
         return out
 
 
-def make_client(params: LLMParams):
+def make_client(params: LLMParams, where: str = "llm"):
+    """The client ``params.client`` names; ``where`` is the params key of the LLM block, for errors."""
     if params.client == "transformers":
         return TransformersChatClient(params)
-    return OpenAIChatClient(params)
+    return OpenAIChatClient(params, where=where)
 
 
 # ---------------------------------------------------------------- cache
@@ -302,16 +422,34 @@ class CachedChat:
     def _path(self, key: str) -> Path:
         return self.dir / key[:2] / f"{key}.json"
 
+    def _read(self, path: Path) -> dict | None:
+        """A kept answer, or None when there is none or it is damaged (reported, deleted: asked
+        again). Answers are sealed with a checksum (``core.cache.seal``); unsealed ones, as
+        earlier versions kept them, are read when they are whole JSON."""
+        try:
+            blob = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        data = unseal(blob) if blob.startswith(SEAL) else blob
+        try:
+            record = json.loads(data) if data is not None else None
+            if isinstance(record["text"], str) and all(isinstance(record[k], int) for k in ("prompt_tokens", "completion_tokens")):
+                return record
+        except (ValueError, TypeError, KeyError):
+            pass
+        log.warning("kept answer %s is damaged (checksum or JSON); asking the model again", path)
+        path.unlink(missing_ok=True)
+        return None
+
     def complete(
         self, requests: Sequence[Messages], json_schema: dict | None = None, version: str = "", seed: int | None = None,
     ) -> list[Completion]:
         keys = [self.key(m, json_schema, version, seed) for m in requests]
         found: dict[str, Completion] = {}
         for key in dict.fromkeys(keys):
-            path = self._path(key)
-            if path.exists():
-                data = json.loads(path.read_text())
-                found[key] = Completion(data["text"], data["prompt_tokens"], data["completion_tokens"], cached=True)
+            data = self._read(self._path(key))
+            if data is not None:
+                found[key] = Completion(valid_text(data["text"]), data["prompt_tokens"], data["completion_tokens"], cached=True)
         missing = [k for k in dict.fromkeys(keys) if k not in found]
         self.cache_hits += sum(k in found for k in keys)
         if missing:
@@ -319,9 +457,10 @@ class CachedChat:
 
             def store(i: int, done: Completion) -> None:  # as each answer arrives: a crash keeps it
                 key = missing[i]
+                done = Completion(valid_text(done.text), done.prompt_tokens, done.completion_tokens)
                 record = {"text": done.text, "prompt_tokens": done.prompt_tokens,
                           "completion_tokens": done.completion_tokens, "client": self.identity(), "version": version}
-                write_atomic(self._path(key), json.dumps(record).encode())
+                write_atomic(self._path(key), seal(json.dumps(record).encode()))
                 with self._lock:
                     self.requests_sent += 1
                     self.prompt_tokens += done.prompt_tokens
@@ -340,6 +479,8 @@ class CachedChat:
 
 # ---------------------------------------------------------------- lenient JSON
 FENCE = re.compile(r"```[A-Za-z]*[ \t]*\n?(.*?)(?:```|$)", re.S)
+SURROGATE = re.compile("[\ud800-\udfff]")
+SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
 def parse_json(text: str) -> tuple[object | None, str]:
@@ -358,7 +499,9 @@ def parse_json(text: str) -> tuple[object | None, str]:
     candidate = _balanced(body, min(starts))
     try:
         value = json.loads(candidate)
-    except json.JSONDecodeError as exc:
+    except RecursionError:
+        return None, "JSON nested too deeply"
+    except ValueError as exc:  # a JSONDecodeError, or a number too long to read
         try:
             value = json_repair.loads(candidate)
         except Exception as repair_exc:  # json_repair raises assorted errors on garbage
@@ -367,7 +510,28 @@ def parse_json(text: str) -> tuple[object | None, str]:
             return None, f"not JSON ({exc}) and not repairable"
     if not isinstance(value, (dict, list)):
         return None, f"expected a JSON object or array, got {type(value).__name__}"
+    if SURROGATE.search(candidate) or SURROGATE_ESCAPE.search(candidate):
+        try:
+            value = _valid_strings(value)
+        except RecursionError:
+            return None, "JSON nested too deeply"
     return value, ""
+
+
+def valid_text(text: str) -> str:
+    """``text`` with lone surrogates (a JSON escape like \\ud800 with no pair) replaced by U+FFFD:
+    UTF-8 cannot hold them, so no table could."""
+    return SURROGATE.sub("\ufffd", text)
+
+
+def _valid_strings(value: Any) -> Any:
+    if isinstance(value, str):
+        return valid_text(value)
+    if isinstance(value, list):
+        return [_valid_strings(v) for v in value]
+    if isinstance(value, dict):
+        return {valid_text(k): _valid_strings(v) for k, v in value.items()}
+    return value
 
 
 def _balanced(text: str, start: int) -> str:

@@ -9,7 +9,7 @@ embedded offline ones.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
@@ -144,3 +144,73 @@ def check_names(params: Params) -> None:
             raise ParamsError(f"eval_scores.retrievers: unknown retriever {name!r} (known: clip, text)")
     if "clip" in params.eval_scores.retrievers and not params.eval_scores.clip_model:
         raise ParamsError("eval_scores.retrievers: clip needs eval_scores.clip_model (a CLIP hub id or folder)")
+
+
+def preflight(params: Params, root: Path, timeout: float = 5.0, stages: Collection[str] | None = None) -> None:
+    """Fail before any work when a backend ``params`` chooses (for ``stages``, default all) cannot
+    run: its OpenAI-compatible server does not answer, or its model is neither a folder nor in
+    the Hugging Face cache.
+
+    Cheap, so a long build never dies an hour in on a typo: one GET per server (any HTTP
+    answer will do, ``timeout`` seconds at most) and a look at the disk per model; no model
+    is loaded and nothing is downloaded. Relative folders are read from ``root``. Raises
+    ParamsError naming the key and its value.
+    """
+    from ..core.params import LLMParams
+    from ..models.embed import PACKAGED
+    from ..models.llm import check_server
+
+    servers: dict[tuple, tuple[str, LLMParams]] = {}  # one GET per server, under its first key
+    models: list[tuple[str, str]] = []
+
+    def chat(where: str, llm: LLMParams) -> None:
+        if llm.client == "openai":
+            servers.setdefault((llm.base_url.rstrip("/"), llm.api_key_env, llm.allow_plain_http_key), (where, llm))
+        else:
+            models.append((f"{where}.model", llm.model))
+
+    if params.movie_plots.writer == "llm":
+        chat("movie_plots.llm", params.movie_plots.llm)
+    for stage, diffusion, used in (
+        ("style_banks", params.style_banks.diffusion, params.style_banks.learner == "textual_inversion"),
+        ("keyframes", params.keyframes.diffusion, params.keyframes.renderer == "diffusion"),
+    ):
+        if used:
+            models.append((f"{stage}.diffusion.model", diffusion.model))
+            if diffusion.refiner:
+                models.append((f"{stage}.diffusion.refiner", diffusion.refiner))
+    if params.qa_pairs.writer == "llm":
+        chat("qa_pairs.llm", params.qa_pairs.llm)
+    scores = params.eval_scores
+    if "blind" in scores.answerers and scores.blind.backend == "llm":
+        chat("eval_scores.blind.llm", scores.blind.llm)
+    if "vlm" in scores.answerers:
+        models.append(("eval_scores.vlm.model", scores.vlm.model))
+    if scores.clip_model:
+        models.append(("eval_scores.clip_model", scores.clip_model))
+    for where, embedder in (("qa_pairs.embedder.model", params.qa_pairs.embedder),
+                            ("eval_scores.embedder.model", scores.embedder)):
+        if embedder.model != PACKAGED:
+            models.append((where, embedder.model))
+
+    if stages is not None:
+        models = [(where, value) for where, value in models if where.split(".")[0] in stages]
+        servers = {k: (where, llm) for k, (where, llm) in servers.items() if where.split(".")[0] in stages}
+    for where, value in models:
+        if not value.strip():
+            raise ParamsError(f"{where}: empty (name a hub id or a local folder)")
+        path = Path(value).expanduser()
+        path = path if path.is_absolute() else Path(root) / path
+        if value.startswith(("/", "./", "../", "~")) or path.exists():
+            if not path.is_dir():
+                raise ParamsError(f"{where}: {value!r} is not a folder ({path} {'is a file' if path.exists() else 'does not exist'})")
+            continue
+        from huggingface_hub import snapshot_download
+
+        try:
+            snapshot_download(value, local_files_only=True)
+        except (OSError, ValueError):  # not cached, or not a hub id at all
+            raise ParamsError(f"{where}: {value!r} is not a folder and not in the Hugging Face cache "
+                              f"(download it first: hf download {value})") from None
+    for where, llm in servers.values():
+        check_server(llm, where, timeout)

@@ -64,11 +64,14 @@ def _frame_line(plot: MoviePlot, f: Frame) -> str:
     return f"- keyframe {f.frame_index + 1}: {who} {'are' if len(f.characters) > 1 else 'is'} {doing}{extra}, with a {f.expression} expression"
 
 
-def read_qa_answer(obj: Any, plot: MoviePlot, tiny: Tinystory, frames: Sequence[Frame]) -> tuple[list[dict], list[tuple[int, Any, str]]]:
+def read_qa_answer(obj: Any, plot: MoviePlot, tiny: Tinystory, frames: Sequence[Frame],
+                   asked: int = QA_PER_TINYSTORY) -> tuple[list[dict], list[tuple[int, Any, str]]]:
     """Checked QA rows for one tinystory, and the items that failed (ValueError if none is usable).
 
     A row's ``source`` names the plot field its correct option contains, and no
     wrong option contains it, so the oracle can verify the answer from the plot.
+    Usable questions beyond the ``asked`` fail too: a tinystory gets its share, however
+    long the model's list.
     """
     items = obj.get("qas") if isinstance(obj, dict) else obj
     if not isinstance(items, list) or not items:
@@ -104,6 +107,8 @@ def read_qa_answer(obj: Any, plot: MoviePlot, tiny: Tinystory, frames: Sequence[
             must_contain(answer, value, where)
             if any(answer_key(value) in o.lower() for i, o in enumerate(options) if i != correct - 1):
                 raise ValueError(f"{where}: a wrong option also contains {value!r}")
+            if len(good) == asked:
+                raise ValueError(f"{where}: beyond the {asked} questions asked for")
             good.append(dict(level="level3", qtype=qtype, question=question, answer=answer, options=tuple(options),
                              answer_index=correct - 1, evidence_frames=tuple(e - 1 for e in evidence),
                              subject=None, source=source))
@@ -121,7 +126,7 @@ class LLMQAWriter:
 
     def __init__(self, params: QAPairsParams, cache_dir: Path):
         self.params = params
-        self.chat = CachedChat(make_client(params.llm), Path(cache_dir))
+        self.chat = CachedChat(make_client(params.llm, "qa_pairs.llm"), Path(cache_dir))
         self.prompt = load_prompt("qa")
 
     def identity(self) -> str:

@@ -183,11 +183,13 @@ def read_level1(obj: Any, theme: str, movie_id: str, substories: int) -> Level1:
     keyword = keyword[0].upper() + keyword[1:]
 
     locations: list[Location] = []
+    seen: set[str] = set()  # their keys: one look-up per place, however long the model's list
     for k, raw in enumerate(need(obj, "locations", list, "level 1")):
         if not isinstance(raw, str) or not raw.strip():
             raise ValueError(f"level 1: location {k + 1} must be non-empty text, got {raw!r}")
         name = " ".join(raw.split())
-        if all(_key(loc.name) != _key(name) for loc in locations):
+        if _key(name) not in seen:
+            seen.add(_key(name))
             locations.append(Location(name, location_kind(name)))
     if len(locations) < 12:
         raise ValueError(f"level 1: {len(locations)} distinct locations; at least 12 are needed")
@@ -389,7 +391,7 @@ class LLMStoryWriter:
 
     def __init__(self, params: MoviePlotsParams, cache_dir: Path):
         self.params = params
-        self.chat = CachedChat(make_client(params.llm), Path(cache_dir))
+        self.chat = CachedChat(make_client(params.llm, f"{STAGE}.llm"), Path(cache_dir))
         self.prompts = {name: load_prompt(name) for name in ("level1", "level2", "level3", "repair")}
 
     def identity(self) -> str:

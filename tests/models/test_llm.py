@@ -8,22 +8,28 @@ built and saved here. Nothing is downloaded.
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
+from datetime import datetime, timedelta, timezone
+from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Callable
 
 import pytest
 
-from dreamframe_assets.core.params import LLMParams
+from dreamframe_assets.core.params import LLMParams, ParamsError
 from dreamframe_assets.models.llm import (
+    BACKOFF_CAP,
     CachedChat,
     LLMError,
     OpenAIChatClient,
     TransformersChatClient,
     ask_json,
+    is_loopback,
     load_prompt,
+    make_client,
     parse_json,
 )
 
@@ -112,9 +118,8 @@ class ChatServer:
 
 
 def client_for(server: ChatServer, **kw) -> OpenAIChatClient:
-    params = LLMParams(**{"base_url": server.base_url, "model": "test-model", "api_key_env": "DREAMFRAME_TEST_KEY", **kw})
-    client = OpenAIChatClient(params, backoff=0.01)
-    return client
+    params = LLMParams(**{"base_url": server.base_url, "model": "test-model", **kw})
+    return OpenAIChatClient(params, backoff=0.01, where="movie_plots.llm")
 
 
 def msgs(text: str) -> list[dict]:
@@ -156,7 +161,7 @@ def test_parse_json_rejects_non_json(text, why):
 def test_request_body_headers_and_usage(monkeypatch):
     monkeypatch.setenv("DREAMFRAME_TEST_KEY", "sk-test")
     with ChatServer(lambda body, n: '{"ok": true}') as server:
-        client = client_for(server, temperature=0.2, top_p=0.9, max_tokens=77, seed=5)
+        client = client_for(server, temperature=0.2, top_p=0.9, max_tokens=77, seed=5, api_key_env="DREAMFRAME_TEST_KEY")
         schema = {"title": "level1", "type": "object"}
         [done] = client.complete([msgs("hi")], schema)
         assert done.text == '{"ok": true}' and done.prompt_tokens > 0 and done.completion_tokens > 0
@@ -171,7 +176,7 @@ def test_request_body_headers_and_usage(monkeypatch):
 
 
 def test_no_key_no_header_and_no_json_mode(monkeypatch):
-    monkeypatch.delenv("DREAMFRAME_TEST_KEY", raising=False)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-not-for-this-server")  # the default names no variable
     with ChatServer(lambda body, n: "plain") as server:
         client_for(server, json_mode=False).complete([msgs("hi")], {"type": "object"})
     assert "Authorization" not in server.headers[0]
@@ -190,6 +195,39 @@ def test_429_honours_retry_after():
     assert done.text == "fine"
     assert waits == [3.0]
     assert len(server.bodies) == 2
+
+
+def _waits_for(retry_after: str) -> list[float]:
+    """The waits a client takes after one 429 carrying this Retry-After."""
+    def handler(body, n):
+        return Reply(429, "slow down", {"Retry-After": retry_after}) if n == 0 else "fine"
+
+    with ChatServer(handler) as server:
+        client = client_for(server)
+        waits: list[float] = []
+        client.sleep = waits.append
+        [done] = client.complete([msgs("hi")])
+    assert done.text == "fine"
+    return waits
+
+
+def test_retry_after_as_a_date_is_honoured():
+    [wait] = _waits_for(format_datetime(datetime.now(timezone.utc) + timedelta(seconds=30), usegmt=True))
+    assert 25.0 <= wait <= 30.0  # HTTP dates have whole seconds
+
+
+def test_huge_retry_after_is_capped():
+    assert _waits_for("86400") == [BACKOFF_CAP]
+    assert _waits_for(format_datetime(datetime.now(timezone.utc) + timedelta(days=2), usegmt=True)) == [BACKOFF_CAP]
+
+
+def test_retry_after_in_the_past_waits_nothing():
+    assert _waits_for(format_datetime(datetime.now(timezone.utc) - timedelta(hours=1), usegmt=True)) == [0.0]
+
+
+def test_unreadable_retry_after_falls_back_to_backoff():
+    [wait] = _waits_for("soon, please")
+    assert 0.005 <= wait <= 0.01  # backoff 0.01, jittered
 
 
 def test_5xx_backs_off_with_jitter():
@@ -238,8 +276,82 @@ def test_connection_refused_is_retried_then_reported():
     with ChatServer(lambda body, n: "x") as server:
         url = server.base_url
     client = OpenAIChatClient(LLMParams(base_url=url, model="m", max_retries=1), backoff=0.0)
-    with pytest.raises(LLMError, match="ConnectError"):
+    waits: list[float] = []
+    client.sleep = waits.append
+    with pytest.raises(LLMError, match="ConnectError") as err:
         client.complete([msgs("hi")])
+    assert "2 attempt" in str(err.value) and len(waits) == 1
+
+
+# ---------------------------------------------------------------- keys
+@pytest.mark.parametrize("host, loopback", [
+    ("127.0.0.1", True), ("127.8.9.10", True), ("localhost", True), ("LOCALHOST", True), ("::1", True),
+    ("[::1]", True), ("10.0.0.5", False), ("192.168.1.20", False), ("gpu-box.lan", False), ("localhost.evil.com", False),
+    ("128.0.0.1", False),
+])
+def test_loopback_hosts(host, loopback):
+    assert is_loopback(host) is loopback
+
+
+def test_a_named_key_goes_to_its_server(monkeypatch):
+    monkeypatch.setenv("DREAMFRAME_TEST_KEY", "sk-named")
+    with ChatServer(lambda body, n: "ok") as server:
+        client_for(server, api_key_env="DREAMFRAME_TEST_KEY").complete([msgs("hi")])  # plain http, but loopback
+    assert server.headers[0]["Authorization"] == "Bearer sk-named"
+
+
+def test_an_unset_key_variable_fails_before_any_request(monkeypatch):
+    monkeypatch.setenv("DREAMFRAME_TEST_KEY", "  ")
+    with ChatServer(lambda body, n: "ok") as server:
+        with pytest.raises(ParamsError) as err:
+            client_for(server, api_key_env="DREAMFRAME_TEST_KEY")
+    message = str(err.value)
+    assert "movie_plots.llm.api_key_env" in message and "DREAMFRAME_TEST_KEY" in message and server.base_url in message
+    assert "\n" not in message and server.bodies == []
+
+
+@pytest.mark.parametrize("url", ["http://192.168.1.20:8000/v1", "http://gpu-box.lan/v1", "http://localhost.evil.com/v1"])
+def test_no_key_in_clear_text_to_another_machine(monkeypatch, url):
+    monkeypatch.setenv("DREAMFRAME_TEST_KEY", "sk-planted-0001")
+    params = LLMParams(base_url=url, model="m", api_key_env="DREAMFRAME_TEST_KEY")
+    with pytest.raises(ParamsError) as err:
+        make_client(params, where="qa_pairs.llm")  # no request is made: the address does not even resolve
+    message = str(err.value)
+    assert "qa_pairs.llm.api_key_env" in message and url in message and "qa_pairs.llm.allow_plain_http_key" in message
+    assert "sk-planted-0001" not in message
+    # Said explicitly, or over https, the key may go.
+    assert make_client(params.model_copy(update={"allow_plain_http_key": True}))._key is not None
+    assert make_client(params.model_copy(update={"base_url": url.replace("http:", "https:")}))._key is not None
+    # With no key named, any server is fine.
+    assert make_client(params.model_copy(update={"api_key_env": ""}))._key is None
+
+
+def test_the_key_shows_up_nowhere(monkeypatch, tmp_path: Path, caplog):
+    """A server that echoes the Authorization header into its answers and errors."""
+    key = "sk-planted-secret-4242"
+    monkeypatch.setenv("DREAMFRAME_TEST_KEY", key)
+    servers: list[ChatServer] = []
+
+    def handler(body, n):
+        echoed = servers[0].headers[n]["Authorization"]
+        if body["messages"][0]["content"] == "fail":
+            return Reply(400, f"bad header {echoed}")
+        return json.dumps({"name": f"you sent {echoed}"})
+
+    caplog.set_level(logging.DEBUG)
+    with ChatServer(handler) as server:
+        servers.append(server)
+        client = client_for(server, api_key_env="DREAMFRAME_TEST_KEY")
+        chat = CachedChat(client, tmp_path)
+        [(value, failed)] = ask_json(chat, [msgs("name?")], _need_key, ["s"], "m1", "movie_plots")
+        with pytest.raises(LLMError) as err:
+            client.complete([msgs("fail")])
+    assert server.headers[0]["Authorization"] == f"Bearer {key}"  # it was sent, to this server
+    assert failed is None and "you sent Bearer" in value
+    shown = [value, str(err.value), repr(err.value), client.identity(), chat.identity(), repr(client), str(vars(client)),
+             *(r.getMessage() for r in caplog.records), *(p.read_text() for p in tmp_path.rglob("*") if p.is_file())]
+    assert all(key not in text for text in shown)
+    assert len(list(tmp_path.rglob("*.json"))) == 1
 
 
 def test_requests_run_concurrently_up_to_the_limit():
@@ -376,3 +488,21 @@ def test_transformers_random_output_is_quarantined(tiny_model: Path, tmp_path: P
     assert failed.response == chat.complete([request])[0].text  # the raw text, from the cache
     assert "repair answer failed too" in failed.reason
     assert chat.usage()["requests_sent"] == 2 and chat.usage()["completion_tokens"] > 0
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip"])
+def test_a_damaged_kept_answer_is_asked_again_never_served(tmp_path: Path, damage: str, caplog):
+    """A kept answer cut short or altered on disk is found by its checksum: the model is asked
+    again and the new answer replaces it."""
+    with ChatServer(lambda body, n: f'{{"answer": "reply {n}"}}') as server:
+        chat = CachedChat(client_for(server), tmp_path)
+        first = chat.complete([[{"role": "user", "content": "hi"}]])[0].text
+        [path] = [p for p in tmp_path.rglob("*.json")]
+        blob = path.read_bytes()
+        path.write_bytes(blob[:-9] if damage == "truncate" else blob[:-3] + bytes([blob[-3] ^ 0x01]) + blob[-2:])
+        again = CachedChat(client_for(server), tmp_path)
+        with caplog.at_level("WARNING", logger="dreamframe"):
+            second = again.complete([[{"role": "user", "content": "hi"}]])[0]
+        assert len(server.bodies) == 2 and not second.cached and second.text != first
+        assert "damaged" in caplog.text
+        assert CachedChat(client_for(server), tmp_path).complete([[{"role": "user", "content": "hi"}]])[0].cached
