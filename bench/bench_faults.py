@@ -57,8 +57,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         reference = project(Path(tmp) / "reference", args.movies)
         t0 = time.perf_counter()
-        out, err = start(reference).communicate()
+        proc = start(reference)
+        out, err = proc.communicate()
         clean = time.perf_counter() - t0
+        if proc.returncode != 0:
+            raise SystemExit(f"the reference build failed:\n{err[-3000:]}")
         expected = tree(reference)
         totals = {"faults_injected": 0, "runs_recovered": 0, "items_lost": 0, "datasets_differing": 0}
         for seed in range(args.seeds):

@@ -29,7 +29,7 @@ err = Console(stderr=True, soft_wrap=True)
 log = logging.getLogger("dreamframe")
 LOG_FILE = ".dreamframe/logs/dreamframe.log"  # every run's details and stack traces, newest last
 MAX_LINE = 400  # characters of one error line (a message can quote a huge theme or answer)
-VERBOSE = {"on": False}
+VERBOSE = {"on": False, "cli": False}  # cli: run as the ``dreamframe`` program (main), not called in process
 
 
 @app.callback()
@@ -41,7 +41,11 @@ def options(verbose: Annotated[bool, typer.Option(
 
 
 def _log_to(root: Path) -> None:
-    """Warnings on stderr as one line each; everything, traces included, in the project's log file."""
+    """Warnings on stderr as one line each; everything, traces included, in the project's log file.
+    Only for the ``dreamframe`` program: a caller that runs the app in its own process keeps its
+    own logging."""
+    if not VERBOSE["cli"]:
+        return
     log.setLevel(logging.DEBUG)
     log.propagate = False
     for handler in list(log.handlers):
@@ -507,6 +511,7 @@ def main() -> None:
     from .core.schemas import ContractError
     from .story.authors import StoryFormatError
 
+    VERBOSE["cli"] = True
     try:
         code = app(standalone_mode=False)  # errors come here, not to click's or typer's handlers
     except typer.Abort:

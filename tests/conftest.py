@@ -94,7 +94,7 @@ def metadata(result, asset):
     per movie, alike) with the run's details (rows, pictures, params) that a per-movie asset
     records once, as an observation."""
     mats = result.asset_materializations_for_node(asset)
-    observed = result.asset_observations_for_node(asset)
+    observed = [o for o in result.asset_observations_for_node(asset) if o.partition is None]  # not a movie's version
     merged = {**(observed[-1].metadata if observed else {}), **mats[-1].metadata}
     return {k: v.value for k, v in merged.items()}
 

@@ -40,9 +40,16 @@ def finished(root: Path, stage: str) -> set[str]:
 
 
 def _started(root: Path, stage: str, since: float) -> bool:
-    """Whether this run has reached ``stage``: it holds the stage's lock (see ``steps.stage_lock``)."""
-    holder = root / ".dreamframe/status" / f"{stage}.holder"
-    return holder.exists() and holder.stat().st_mtime >= since
+    """Whether this run has reached ``stage``: it holds the stage's lock (see ``steps.stage_lock``)
+    or has written the stage's status."""
+    for mark in (f"{stage}.holder", f"{stage}.json"):  # the stage's lock, or its status at its end
+        path = root / ".dreamframe/status" / mark
+        try:
+            if path.stat().st_mtime >= since:
+                return True
+        except FileNotFoundError:
+            pass
+    return False
 
 
 @dataclass
@@ -50,6 +57,8 @@ class Fault:
     stage: str  # where the kill was aimed
     after: int  # ... after this many of its items were on disk (plus a random delay)
     killed: bool = False  # False: the run ended before the kill
+    at: float = 0.0  # when
+    running: str = ""  # the stage in progress at the kill (holding its lock), else the one aimed at
     on_disk: dict[str, set[str]] = field(default_factory=dict)  # per stage, at the kill
 
 
@@ -63,6 +72,8 @@ def kill_during(root: Path, stage: str, rng: random.Random, items: int) -> Fault
         if _started(root, stage, since) and len(finished(root, stage)) >= fault.after:
             time.sleep(rng.uniform(0, 0.05))
             fault.on_disk = {s: finished(root, s) for s in STAGES}
+            fault.at = time.time()
+            fault.running = next((s for s in STAGES if (root / ".dreamframe/status" / f"{s}.holder").exists()), stage)
             try:
                 os.killpg(proc.pid, signal.SIGKILL)
                 fault.killed = True
@@ -75,19 +86,27 @@ def kill_during(root: Path, stage: str, rng: random.Random, items: int) -> Fault
     return fault
 
 
-def redone(root: Path, since: float) -> dict[str, set[str]]:
-    """Per stage, the items the runs recorded since ``since`` computed (not taken from the cache)."""
+def _materializations(root: Path, stage: str, since: float) -> list:
     import dagster as dg
 
     instance = dg.DagsterInstance.from_config(str(root / ".dagster"))
+    records = instance.fetch_materializations(dg.AssetKey(stage), limit=10_000).records
+    return [r for r in records if r.timestamp >= since]
+
+
+def redone(root: Path, since: float) -> dict[str, set[str]]:
+    """Per stage, the items the runs recorded since ``since`` computed (not taken from the cache)."""
     out: dict[str, set[str]] = {}
     for stage in STAGES:
-        records = instance.fetch_materializations(dg.AssetKey(stage), limit=10_000).records
-        for record in records:
-            if record.timestamp >= since:
-                value = record.asset_materialization.metadata.get("redone")
-                out.setdefault(stage, set()).update(value.value if value is not None else [])
+        for record in _materializations(root, stage, since):
+            value = record.asset_materialization.metadata.get("redone")
+            out.setdefault(stage, set()).update(value.value if value is not None else [])
     return out
+
+
+def recovered(root: Path, fault: Fault) -> bool:
+    """Whether a later run built the stage the kill cut short (its materialization is recorded)."""
+    return bool(_materializations(root, fault.running, fault.at))
 
 
 def tree(root: Path) -> dict[str, bytes]:
@@ -97,7 +116,7 @@ def tree(root: Path) -> dict[str, bytes]:
 @dataclass
 class Report:
     faults: int = 0  # kills that landed in a run
-    recovered: int = 0  # re-runs after a kill that finished the dataset or reached the next kill
+    recovered: int = 0  # kills after which a later run built the stage that was cut short
     lost: list[str] = field(default_factory=list)  # items on disk at a kill, computed again after it
     log: list[str] = field(default_factory=list)
 
@@ -108,19 +127,22 @@ def inject(root: Path, rounds: int, seed: int, items: int = 3) -> Report:
     rng = random.Random(seed)
     report = Report()
     pending: Fault | None = None
+    landed: list[Fault] = []
     for i in range(rounds):
         since = time.time() - 0.01
         fault = kill_during(root, STAGES[i % len(STAGES)], rng, items)
         _settle(root, pending, since, report, items)
         pending = fault if fault.killed else None
+        landed += [fault] if fault.killed else []
         report.faults += fault.killed
-        report.log.append(f"kill aimed at {fault.stage} after {fault.after}: {'landed' if fault.killed else 'run ended first'}")
+        report.log.append(f"kill aimed at {fault.stage} after {fault.after}: {f'landed in {fault.running}' if fault.killed else 'run ended first'}")
     since = time.time() - 0.01
     proc = start(root)
     out, err = proc.communicate()
     if proc.returncode != 0:
         raise AssertionError(f"the run after the faults failed:\n{out}\n{err}")
     _settle(root, pending, since, report, items)
+    report.recovered = sum(recovered(root, f) for f in landed)
     return report
 
 
@@ -128,7 +150,6 @@ def _settle(root: Path, fault: Fault | None, since: float, report: Report, items
     """After a run that followed a kill: nothing on disk at the kill was computed again."""
     if fault is None:
         return
-    report.recovered += 1
     for stage, names in redone(root, since).items():
         on_disk = fault.on_disk.get(stage, set())
         if stage in PER_MOVIE:

@@ -10,6 +10,7 @@ a whole dataset build.
 from __future__ import annotations
 
 import logging
+import re
 import unicodedata
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -321,8 +322,8 @@ def read_themes(root: Path, params: MoviePlotsParams) -> tuple[list[str], list[s
             text = path.read_text(encoding="utf-8")
         except UnicodeDecodeError as exc:
             raise ParamsError(f"{params.themes_file}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-        for number, line in enumerate(text.splitlines(), start=1):
-            theme = line.split("#", 1)[0].strip()
+        for number, line in enumerate(text.split("\n"), start=1):  # numbered as an editor shows them
+            theme = re.sub(r"(^|\s)#.*", "", line).strip()  # a comment starts a line or follows a space
             if theme:
                 themes.append((theme, f"{params.themes_file}:{number}"))
     kept: list[str] = []

@@ -32,9 +32,11 @@ from .plot import (
     Tinystory,
     as_row,
 )
+from .cache import bytes_digest
 from .schemas import SCHEMAS, ContractError, validate
 
 DATA_DIR = "data"
+MOVIES = "movies"  # data/<stage>/movies/<movie_id>.json: one movie's output of the stage
 PLOT_TABLES = ("movies", "characters", "substories", "tinystories", "frames", "dialogue", "plot_qa", "quarantine")
 
 
@@ -212,6 +214,44 @@ def shard_members(shard: bytes) -> dict[str, bytes]:
 
 def read_shard(path: Path) -> dict[str, bytes]:
     return shard_members(Path(path).read_bytes())
+
+
+class DamagedFile(ContractError):
+    """A file on disk is not what the pipeline wrote (unreadable, or its checksum differs)."""
+
+
+def read_keyframe_pngs(root: Path, movie_id: str) -> list[bytes]:
+    """One movie's keyframe PNGs in frame order, each checked against the checksum the keyframes
+    stage recorded for it (``data/keyframes/movies/<movie_id>.json``, held to the keyframes
+    contract): a damaged, altered or foreign shard is reported, never read as frames."""
+    folder = stage_dir(root, "keyframes")
+    index = folder / MOVIES / f"{movie_id}.json"
+    if not index.exists():
+        raise FileNotFoundError(f"{index}: missing; materialize keyframes for movie {movie_id!r} first")
+    try:
+        rows = sorted(json.loads(index.read_bytes()), key=lambda r: r["frame_index"])
+    except (ValueError, TypeError, KeyError) as exc:
+        raise DamagedFile(f"{index}: cannot be read ({exc}); rebuild it: dreamframe run keyframes") from None
+    validate("keyframes", rows_table("keyframes", rows), where=str(index))
+    path = folder / "shards" / f"{movie_id}.tar"
+    shown = path.relative_to(root) if path.is_relative_to(root) else path
+    try:
+        members = read_shard(path)
+    except (OSError, EOFError, tarfile.TarError) as exc:
+        raise DamagedFile(f"{shown}: cannot be read ({' '.join(str(exc).split())}); "
+                          "rebuild it: dreamframe run keyframes") from None
+    extra = sorted(set(members) - {r["member"] for r in rows})
+    if extra:
+        raise DamagedFile(f"{shown}: holds {extra[0]!r}, not a keyframe of movie {movie_id!r}")
+    for i, row in enumerate(rows):
+        data = members.get(row["member"])
+        if row["frame_index"] != i or row["member"] != keyframe_member(movie_id, i):
+            raise DamagedFile(f"{index}: keyframe {i} is not {keyframe_member(movie_id, i)}")
+        if data is None or bytes_digest(data) != row["sha"]:
+            raise DamagedFile(f"{shown}: keyframe {row['member']} is "
+                              f"{'missing' if data is None else 'damaged or altered (checksum differs)'}; "
+                              "rebuild it: dreamframe run keyframes")
+    return [members[row["member"]] for row in rows]
 
 
 def load_image(data: bytes) -> np.ndarray:

@@ -27,10 +27,9 @@ import polars as pl
 import yaml
 from PIL import Image, ImageDraw
 
-from ..core.cache import digest
+from ..core.cache import digest, write_atomic
 from ..core.ids import is_movie_id
-from ..core.store import DATA_DIR, PLOT_TABLES, shard_members
-from ..core.store import keyframe_member_problem
+from ..core.store import DATA_DIR, PLOT_TABLES, keyframe_member_problem, shard_members
 
 MOVIE_COLUMNS = ("movie_id", "title", "theme", "genre")
 SHEET_FRAMES = 12  # keyframes per side of a contact sheet
@@ -531,5 +530,5 @@ def html_report(diff: Diff, a: Version, b: Version, path: Path) -> Path:
            f"<style>{CSS}</style></head><body>{''.join(parts)}</body></html>")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(doc, encoding="utf-8")
+    write_atomic(path, doc.encode("utf-8"))
     return path

@@ -38,7 +38,6 @@ import io
 import json
 import os
 import re
-import tarfile
 import tempfile
 from collections import Counter
 from fractions import Fraction
@@ -56,10 +55,9 @@ from ..core.plot import QA, MoviePlot
 from ..core.schemas import ContractError
 from ..core.store import (
     keyframe_member,
-    keyframe_member_problem,
+    read_keyframe_pngs,
     load_image,
     read_plots,
-    read_shard,
     read_table,
     stage_dir,
 )
@@ -116,21 +114,9 @@ def _read_qa(root: Path) -> list[QA]:
 
 
 def _shard(root: Path, movie_id: str) -> dict[str, bytes]:
-    """One movie's keyframe PNGs by member name, in frame order; a ContractError naming the shard
-    and the member when a member is not ``keyframe_member(movie_id, i)`` for i = 0, 1, ..."""
-    path = stage_dir(root, "keyframes") / "shards" / f"{movie_id}.tar"
-    try:
-        members = read_shard(path)
-    except (tarfile.TarError, EOFError) as exc:
-        raise ContractError(f"{path}: not a readable tar shard ({' '.join(str(exc).split())})") from None
-    names = sorted(members)
-    for index, name in enumerate(names):
-        problem = keyframe_member_problem(name, movie_id)
-        if problem:
-            raise ContractError(f"{path}: {problem}")
-        if name != keyframe_member(movie_id, index):
-            raise ContractError(f"{path}: keyframe {keyframe_member(movie_id, index)} is missing (next is {name})")
-    return {name: members[name] for name in names}
+    """One movie's keyframe PNGs by member name, in frame order, each checked against its
+    recorded checksum (``core.store.read_keyframe_pngs``: a damaged shard is never exported)."""
+    return {keyframe_member(movie_id, i): data for i, data in enumerate(read_keyframe_pngs(root, movie_id))}
 
 
 def _question_forms(questions: str) -> tuple[str, ...]:

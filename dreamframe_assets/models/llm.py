@@ -128,6 +128,13 @@ def api_key(params: LLMParams, where: str = "llm") -> SecretStr | None:
     text: a key read on the way is a key stolen. ``where`` is the params key of the
     LLM block, e.g. ``movie_plots.llm``.
     """
+    try:
+        url = httpx.URL(params.base_url)
+    except httpx.InvalidURL as exc:
+        raise ParamsError(f"{where}.base_url: {params.base_url!r} is not a URL ({exc})") from None
+    if url.userinfo or url.query:  # printed in errors and kept in every cache key: no secrets in it
+        raise ParamsError(f"{where}.base_url: holds a user, password or query; put a key in the variable "
+                          f"{where}.api_key_env names instead")
     if not params.api_key_env:
         return None
     key = os.environ.get(params.api_key_env, "").strip()
@@ -137,10 +144,6 @@ def api_key(params: LLMParams, where: str = "llm") -> SecretStr | None:
     if not re.fullmatch(r"[\x21-\x7e]+", key):  # a header value; never echoed back in an error
         raise ParamsError(f"{where}.api_key_env: the variable {params.api_key_env} does not hold a key "
                           f"(printable ASCII without spaces) for {params.base_url}")
-    try:
-        url = httpx.URL(params.base_url)
-    except httpx.InvalidURL as exc:
-        raise ParamsError(f"{where}.base_url: {params.base_url!r} is not a URL ({exc})") from None
     safe = url.scheme == "https" or (url.scheme == "http" and (is_loopback(url.host) or params.allow_plain_http_key))
     if not safe:
         raise ParamsError(f"{where}.api_key_env: the key in {params.api_key_env} would go in clear text to "
@@ -164,7 +167,8 @@ def check_server(params: LLMParams, where: str = "llm", timeout: float = 5.0) ->
     headers = auth_headers(params, where)
     url = params.base_url.rstrip("/") + "/models"
     try:
-        httpx.get(url, headers=headers, timeout=timeout, follow_redirects=False)
+        # trust_env=False: no proxy from the environment sees the request (or its key) on the way
+        httpx.get(url, headers=headers, timeout=timeout, follow_redirects=False, trust_env=False)
     except (httpx.HTTPError, httpx.InvalidURL) as exc:
         why = " ".join(f"{type(exc).__name__}: {exc}".split())
         raise ParamsError(f"{where}.base_url: cannot reach {params.base_url} ({why})") from None
@@ -205,6 +209,7 @@ class OpenAIChatClient:
         self._in_flight = threading.BoundedSemaphore(params.concurrency)
         self._http = httpx.Client(
             headers=headers,
+            trust_env=False,  # the request goes to base_url itself, never to a proxy the environment names
             timeout=httpx.Timeout(params.timeout),
             limits=httpx.Limits(max_connections=params.concurrency, max_keepalive_connections=params.concurrency),
         )
@@ -434,6 +439,8 @@ class CachedChat:
         try:
             record = json.loads(data) if data is not None else None
             if isinstance(record["text"], str) and all(isinstance(record[k], int) for k in ("prompt_tokens", "completion_tokens")):
+                if data is blob:  # an answer kept before answers were sealed: sealed from now on
+                    write_atomic(path, seal(blob))
                 return record
         except (ValueError, TypeError, KeyError):
             pass

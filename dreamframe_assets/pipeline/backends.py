@@ -164,6 +164,8 @@ def preflight(params: Params, root: Path, timeout: float = 5.0, stages: Collecti
     models: list[tuple[str, str]] = []
 
     def chat(where: str, llm: LLMParams) -> None:
+        if stages is not None and where.split(".")[0] not in stages:
+            return
         if llm.client == "openai":
             servers.setdefault((llm.base_url.rstrip("/"), llm.api_key_env, llm.allow_plain_http_key), (where, llm))
         else:
@@ -195,7 +197,6 @@ def preflight(params: Params, root: Path, timeout: float = 5.0, stages: Collecti
 
     if stages is not None:
         models = [(where, value) for where, value in models if where.split(".")[0] in stages]
-        servers = {k: (where, llm) for k, (where, llm) in servers.items() if where.split(".")[0] in stages}
     for where, value in models:
         if not value.strip():
             raise ParamsError(f"{where}: empty (name a hub id or a local folder)")

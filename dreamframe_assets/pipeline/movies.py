@@ -4,6 +4,7 @@ its last state in each stage, and its attempts (``retries.yaml``)."""
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -11,9 +12,9 @@ from pathlib import Path
 
 from ..core.cache import bytes_digest, digest, write_atomic
 from ..core.ids import movie_id_for
+from ..core.store import MOVIES  # noqa: F401 - per-movie files live in data/<stage>/MOVIES
 from ..core.params import Params, ParamsError, read_themes, story_files
 
-MOVIES = "movies"  # data/<stage>/movies/<movie_id>.json: one movie's output of the stage
 STATUS_DIR = ".dreamframe/status"  # each movie's last state and attempt, per stage
 # Movies redone with a fresh attempt, per stage. An input like params.yaml (a DVC dep,
 # kept in git): a clone rebuilds the same attempts, so the same data.
@@ -70,7 +71,11 @@ def status_path(root: Path, stage: str) -> Path:
 def read_status(root: Path, stage: str) -> dict[str, dict]:
     """Each movie's last state, attempt and error in ``stage`` (empty before the first run)."""
     path = status_path(root, stage)
-    return json.loads(path.read_text()) if path.exists() else {}
+    try:
+        return json.loads(path.read_text()) if path.exists() else {}
+    except (ValueError, OSError) as exc:  # only a record of the last run: rebuilt by the next one
+        logging.getLogger("dreamframe").warning("%s: unreadable (%s); starting it afresh", path, exc)
+        return {}
 
 
 def status_entry(s: MovieState) -> dict:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tarfile
 import time
 import traceback
 from collections import Counter
@@ -35,6 +34,7 @@ from ..core.plot import QA, MoviePlot, as_row
 from ..core.schemas import validate
 from ..core.store import (
     PLOT_TABLES,
+    DamagedFile,  # noqa: F401 - raised by read_keyframes
     contact_sheet,
     keyframe_member,
     load_image,
@@ -44,7 +44,7 @@ from ..core.store import (
     plot_to_json,
     png_bytes,
     read_plots,
-    read_shard,
+    read_keyframe_pngs,
     read_table,
     rows_table,
     shard_members,
@@ -84,10 +84,6 @@ class StepError(RuntimeError):
     """One or more movies failed; the message names them. Finished movies are written."""
 
 
-class DamagedFile(RuntimeError):
-    """A file on disk is not what the pipeline wrote (its checksum differs); the message names it."""
-
-
 class MissingInput(RuntimeError):
     """A movie's upstream output is not there (its upstream failed, was quarantined or never built)."""
 
@@ -100,7 +96,6 @@ class MissingInput(RuntimeError):
 class StepResult:
     stage: str
     written: list[str]  # files whose content changed this run
-    data_version: str  # hash of every output file's content
     hits: int
     misses: int
     redone: list[str]  # items computed (not taken from the cache) this run
@@ -190,8 +185,11 @@ def stage_lock(root: Path, stage: str) -> Iterator[None]:
         file_lock.acquire()
     try:
         write_atomic(holder, f"run pid {os.getpid()} (started {time.strftime('%H:%M:%S')})\n".encode())
+        for leftover in [*Path(root, "data", stage).rglob(".*.tmp"), *ItemCache(root, stage).dir.rglob(".*.tmp")]:
+            leftover.unlink(missing_ok=True)  # half a file of a run killed mid-write: never renamed into place
         yield
     finally:
+        holder.unlink(missing_ok=True)
         file_lock.release()
 
 
@@ -299,9 +297,6 @@ def _run_stage(root: Path, params: Params, stage: str, movies: list[str] | None,
     written += remove_other_movies(folder, set(ids), root)
     tables, counts, preview, extra = ASSEMBLE[stage](run, ids)
     written += [str(p.relative_to(root)) for p, data in tables.items() if write_if_changed(p, data)]
-    # the stage's version from each movie's item version and the tables: no movie's files are re-read
-    version = digest(sorted((mid, status[mid].get("version", "")) for mid in ids if mid in status),
-                     sorted((str(p.relative_to(root)), bytes_digest(data)) for p, data in tables.items()))
     if usage_before is not None:  # the backend lives as long as the process: this run's share
         extra["llm_usage"] = {k: v - usage_before.get(k, 0) for k, v in made.usage().items()}
     counts = {**counts, **{s: sum(m.state == s for m in states.values()) for s in ("quarantined", "failed", "skipped")}}
@@ -310,7 +305,7 @@ def _run_stage(root: Path, params: Params, stage: str, movies: list[str] | None,
     if stage == "movie_plots" and left_out:
         extra["left_out"] = left_out[:50]
         counts["themes_left_out"] = len(left_out)
-    return StepResult(stage=stage, written=sorted(set(written)), data_version=version,
+    return StepResult(stage=stage, written=sorted(set(written)),
                       hits=cache.hits, misses=cache.misses, redone=cache.missed, counts=counts, preview=preview,
                       seconds=time.perf_counter() - t0, extra=extra, movies=states)
 
@@ -352,8 +347,8 @@ def check_plot(plot: MoviePlot, where: str) -> None:
 def _plots_inputs(run: Run, mid: str, attempt: int) -> tuple[Any, tuple]:
     p = run.params.movie_plots
     kind, source = run.sources[mid]
-    if kind == "story":
-        return ["authors-import", bytes_digest(Path(source).read_bytes())], ("story", source, mid, 0)
+    if kind == "story":  # the id is in the plot: two copies of a file are two movies
+        return ["authors-import", mid, bytes_digest(Path(source).read_bytes())], ("story", source, mid, 0)
     seed = attempt_seed(p.seed, attempt)
     return [source, seed, p.substories, p.tinystories, p.frames], ("theme", source, mid, seed)
 
@@ -531,22 +526,8 @@ def render_keyframes(root: Path, params: Params, movies: list[str] | None = None
 
 
 def read_keyframes(root: Path, movie_id: str) -> list[np.ndarray]:
-    """One movie's keyframes, in frame order, each checked against the checksum keyframes
-    wrote for it: a damaged or altered shard is reported, never read as frames."""
-    rows = json.loads(_movie_json(root, "keyframes", movie_id))
-    path = stage_dir(root, "keyframes") / "shards" / f"{movie_id}.tar"
-    try:
-        members = read_shard(path)
-    except (OSError, EOFError, tarfile.TarError) as exc:
-        raise DamagedFile(f"{path.relative_to(root)}: cannot be read ({exc}); "
-                          "rebuild it: dreamframe run keyframes") from None
-    for row in sorted(rows, key=lambda r: r["frame_index"]):
-        data = members.get(row["member"])
-        if data is None or bytes_digest(data) != row["sha"]:
-            raise DamagedFile(f"{path.relative_to(root)}: keyframe {row['member']} is "
-                              f"{'missing' if data is None else 'damaged or altered (checksum differs)'}; "
-                              "rebuild it: dreamframe run keyframes")
-    return [load_image(members[row["member"]]) for row in sorted(rows, key=lambda r: r["frame_index"])]
+    """One movie's keyframes, in frame order, each checked against its recorded checksum."""
+    return [load_image(data) for data in read_keyframe_pngs(root, movie_id)]
 
 
 # ---------------------------------------------------------------- qa_pairs
@@ -762,8 +743,7 @@ def _evaluate_dataset(root: Path, params: Params) -> StepResult:
     for name, data in charts.plot_tables(summary).items():
         files[folder / "plots" / name] = data
     written = [str(p.relative_to(root)) for p, data in files.items() if write_if_changed(p, data)]
-    version = digest(sorted((str(p.relative_to(root)), bytes_digest(d)) for p, d in files.items()))
-    return StepResult(stage="eval_scores", written=written, data_version=version,
+    return StepResult(stage="eval_scores", written=written,
                       hits=cache.hits, misses=cache.misses, redone=cache.missed, counts=summary["counts"],
                       seconds=time.perf_counter() - t0, extra={"metrics": summary, "embeddings": embedder.stats()})
 

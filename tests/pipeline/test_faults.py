@@ -10,6 +10,7 @@ import pytest
 
 from dreamframe_assets.core.params import load_params
 from dreamframe_assets.core.store import PLOT_TABLES, read_table
+from dreamframe_assets.dataset import export
 from dreamframe_assets.pipeline.steps import STEPS, DamagedFile, read_keyframes
 
 from ..conftest import copy_built, warm_copy
@@ -59,6 +60,9 @@ def test_a_damaged_shard_is_reported_then_rewritten_and_a_damaged_entry_recomput
         read_keyframes(root, mid)
     with pytest.raises(DamagedFile, match=rf"{shards[1].name}: keyframe .* damaged or altered"):
         read_keyframes(root, shards[1].stem)
+
+    with pytest.raises(DamagedFile):  # nor exported
+        export.export_frames(root, tmp_path / "out")
 
     entries = sorted(p for p in (root / ".dreamframe/cache/qa_pairs").rglob("*") if p.is_file())
     entries[0].write_bytes(entries[0].read_bytes()[:-7])

@@ -169,3 +169,25 @@ def test_hub_ids_must_be_in_the_cache(tmp_path: Path, hf_cache: Path, no_network
     (repo / "snapshots" / commit).mkdir(parents=True)
     (repo / "snapshots" / commit / "config.json").write_text("{}")
     preflight(wanted, tmp_path)
+
+
+def test_only_the_stages_about_to_run_are_checked_and_a_shared_server_once(tmp_path: Path):
+    url = closed_port_url()
+    both = params(movie_plots={"writer": "llm", "llm": {"base_url": url}},
+                  qa_pairs={"writer": "llm", "llm": {"base_url": url}})
+    preflight(both, tmp_path, stages=["style_banks", "keyframes", "eval_scores"])  # neither uses it
+    with pytest.raises(ParamsError, match=r"^qa_pairs\.llm\.base_url: cannot reach"):
+        preflight(both, tmp_path, stages=["qa_pairs"])
+
+
+def test_a_base_url_with_credentials_or_a_proxy_in_the_environment(tmp_path: Path, monkeypatch):
+    """Credentials in the URL would be printed and kept in cache keys: refused. A proxy named by
+    the environment never sees the request: it goes to base_url itself."""
+    message = error(params(qa_pairs={"writer": "llm", "llm": {"base_url": "https://user:pw@example.com/v1"}}), tmp_path)
+    assert message.startswith("qa_pairs.llm.base_url:") and "pw" not in message
+    monkeypatch.setenv("HTTP_PROXY", closed_port_url().removesuffix("/v1"))
+    monkeypatch.setenv("ALL_PROXY", closed_port_url().removesuffix("/v1"))
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    with AnyServer() as server:
+        preflight(params(movie_plots={"writer": "llm", "llm": {"base_url": server.base_url}}), tmp_path)
+        assert [path for path, _ in server.requests] == ["/v1/models"]

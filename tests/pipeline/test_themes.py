@@ -92,3 +92,12 @@ def test_any_themes_file_is_read_or_named_line_by_line(tmp_path_factory, lines):
     assert len(themes) == len({t.lower() for t in themes})
     assert all(t == " ".join(t.split()) and 0 < len(t) <= MAX_THEME_CHARS for t in themes)
     assert all("\n" not in line for line in left_out)
+
+
+def test_a_hash_inside_a_theme_is_text_and_a_comment_starts_with_a_space(tmp_path):
+    root = write_project(tmp_path / "project")
+    (root / "themes.txt").write_text("A C# teacher&#39;s last lesson  # about code\n# a comment line\n"
+                                     "A poet\u2028writes\nA baker bakes\n", encoding="utf-8")
+    themes, left_out = read_themes(root, load_params(root).movie_plots)
+    assert themes[-3:] == ["A C# teacher&#39;s last lesson", "A poet writes", "A baker bakes"]
+    assert left_out == []
