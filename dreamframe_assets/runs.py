@@ -25,6 +25,7 @@ RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_p
 def use_instance(root: Path):
     """The Dagster instance in the project (``.dagster``), the one ``make ui`` shows."""
     from dagster import DagsterInstance
+    from filelock import FileLock
 
     from .core.cache import write_atomic
 
@@ -33,7 +34,10 @@ def use_instance(root: Path):
     if not (home / "dagster.yaml").exists():
         write_atomic(home / "dagster.yaml", DAGSTER_YAML.encode())
     os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
-    return DagsterInstance.get()
+    # Opening the instance creates (or migrates) its databases: two runs started at once on a
+    # new project would race to do it, so they take turns here.
+    with FileLock(str(home / ".open.lock")):
+        return DagsterInstance.get()
 
 
 def partition_ranges(order: list[str], chosen: list[str]) -> list[tuple[str, str]]:
