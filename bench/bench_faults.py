@@ -63,7 +63,8 @@ def main() -> None:
         if proc.returncode != 0:
             raise SystemExit(f"the reference build failed:\n{err[-3000:]}")
         expected = tree(reference)
-        totals = {"faults_injected": 0, "runs_recovered": 0, "items_lost": 0, "datasets_differing": 0}
+        totals = {"faults_injected": 0, "runs_recovered": 0, "items_lost": 0, "datasets_differing": 0,
+                  "landed_in": {}}
         for seed in range(args.seeds):
             root = project(Path(tmp) / f"faults-{seed}", args.movies)
             shutil.copytree(reference / ".dreamframe/embeddings", root / ".dreamframe/embeddings")
@@ -74,6 +75,10 @@ def main() -> None:
             totals["runs_recovered"] += report.recovered
             totals["items_lost"] += len(report.lost)
             totals["datasets_differing"] += differs
+            for line in report.log:
+                if "landed in " in line:
+                    stage = line.rsplit("landed in ", 1)[1]
+                    totals["landed_in"][stage] = totals["landed_in"].get(stage, 0) + 1
             print(f"seed {seed}: {report.faults} kill(s) landed, {report.recovered} run(s) recovered, "
                   f"{len(report.lost)} item(s) lost, dataset {'DIFFERS' if differs else 'identical'}; "
                   f"{time.perf_counter() - t0:.0f}s (a clean build: {clean:.0f}s)")
