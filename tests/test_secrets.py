@@ -56,7 +56,7 @@ def test_a_planted_key_reaches_its_server_and_nothing_else(built_dataset, tmp_pa
         (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
         run_env = {**env(root), "DREAMFRAME_TEST_KEY": key}
         outputs = []
-        for args in (["--verbose", "run"], ["status"], ["export", str(tmp_path / "out"), "-f", "llava", "-f", "hf"]):
+        for args in (["--verbose", "run", "movie_plots", "style_banks", "keyframes", "qa_pairs"], ["status"], ["export", str(tmp_path / "out"), "-f", "llava", "-f", "hf"]):
             done = subprocess.run([DREAMFRAME, *args], cwd=root, env=run_env, capture_output=True, text=True)
             assert done.returncode == 0, done.stderr[-3000:]
             outputs += [done.stdout, done.stderr]
