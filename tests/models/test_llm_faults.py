@@ -30,7 +30,7 @@ from ..story.test_llm import THEME, check_tables, level1_answer, level2_answer, 
 
 L, M, N = 2, 2, 3
 HUGE = 5_000
-FUZZ = settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(max_examples=30, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 
 Answer = Callable[[str, str], str]  # (level, request text) -> the model's text
 
