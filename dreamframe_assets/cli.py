@@ -16,6 +16,7 @@ import numpy as np
 import typer
 from typer._click import exceptions as click_errors
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from .core.params import ParamsError
@@ -81,13 +82,13 @@ def _error(message: str, hint: str = "") -> None:
     """An error on stderr: its first line after "error", the lines it lists (movies, keys) below,
     each cut to one screen line."""
     lines = [line.strip() for line in message.strip().splitlines() if line.strip()] or [""]
-    err.print(f"[red]error[/red] {_line(lines[0])}" + (hint if len(lines) == 1 else ""), highlight=False)
+    err.print(f"[red]error[/red] {escape(_line(lines[0]))}" + escape(hint if len(lines) == 1 else ""), highlight=False)
     for line in lines[1:21]:
-        err.print(f"  {_line(line)}", highlight=False)
+        err.print(f"  {escape(_line(line))}", highlight=False)
     if len(lines) > 21:
         err.print(f"  ... and {len(lines) - 21} more", highlight=False)
     if hint and len(lines) > 1:
-        err.print(hint.strip(), highlight=False)
+        err.print(escape(hint.strip()), highlight=False)
 
 
 def _details_hint() -> str:
@@ -276,7 +277,7 @@ def status(root: RootOption = None) -> None:
         table.add_row(mid, *cells)
     console.print(table)
     for line in problems:
-        console.print(line, highlight=False)
+        console.print(escape(line), highlight=False)
 
 
 def _checked(root: Path, stages: list[str] | None = None):
@@ -296,7 +297,7 @@ def _checked(root: Path, stages: list[str] | None = None):
         _error(str(exc))
         raise typer.Exit(2) from None
     for line in left_out:
-        err.print(f"[yellow]warning[/yellow] {_line(line)}", highlight=False)
+        err.print(f"[yellow]warning[/yellow] {escape(_line(line))}", highlight=False)
     return params
 
 
@@ -323,7 +324,7 @@ def validate(
             try:
                 results.append((name, grounded_check(root, params, written)))
             except Exception as exc:  # noqa: BLE001 - e.g. a plot gone since the QA was written
-                err.print(f"[red]error[/red] qa_pairs: cannot check the QA against its plots: {exc}", highlight=False)
+                _error(f"qa_pairs: cannot check the QA against its plots: {exc}")
                 raise typer.Exit(1) from None
     passed = all(r.passed for _, r in results)
     for name, r in results:
@@ -361,18 +362,18 @@ def show(
         raise typer.BadParameter(f"{movie!r} matches {len(matches)} movies; movies: {known}")
     plot = plots[matches[0]]
     m = plot.movie
-    console.print(f"[bold]{m.title}[/bold]  ({m.movie_id}; {m.genre}; {m.style_keyword} style)")
-    console.print(f"theme: {m.theme}\n\n{m.overview}\n")
+    console.print(f"[bold]{escape(m.title)}[/bold]  ({m.movie_id}; {escape(m.genre)}; {escape(m.style_keyword)} style)")
+    console.print(escape(f"theme: {m.theme}\n\n{m.overview}\n"))
     for c in m.characters:
-        console.print(f"  {c.name}: {c.appearance}")
+        console.print(escape(f"  {c.name}: {c.appearance}"))
     for sub in plot.substories:
-        console.print(f"\n[bold]{sub.substory_index + 1}. {sub.title}[/bold] at {sub.scene}: {sub.content}")
+        console.print(f"\n[bold]{sub.substory_index + 1}. {escape(sub.title)}[/bold] at {escape(sub.scene)}: {escape(sub.content)}")
     table = Table(title="QA pairs", show_lines=False)
     for col in ("qtype", "question", "answer", "frames"):
         table.add_column(col)
     qas = [qa for qa in read_qa(root) if qa.movie_id == m.movie_id]
     for qa in qas[:questions]:
-        table.add_row(qa.qtype, qa.question, qa.answer, ",".join(str(f + 1) for f in qa.evidence_frames[:6]))
+        table.add_row(qa.qtype, escape(qa.question), escape(qa.answer), ",".join(str(f + 1) for f in qa.evidence_frames[:6]))
     console.print(table)
     images = read_keyframes(root, m.movie_id)
     small = [np.asarray(Image.fromarray(img).resize((160, max(1, img.shape[0] * 160 // img.shape[1])))) for img in images]

@@ -82,3 +82,17 @@ def test_errors_are_one_line(project):
     assert run.returncode == 1 and "Traceback" not in run.stderr
     run = dreamframe(project, "show", "anything")
     assert run.returncode == 1 and "Traceback" not in run.stderr and "missing" in run.stderr
+
+
+def test_warnings_print_user_text_as_it_is_one_line_each(project):
+    """Text from themes and models is printed literally (no markup), each message on one line."""
+    (project / "themes.txt").write_text("[/] A cat [bold]sails[/bold]\n[/]  a cat [bold]sails[/bold]\n"
+                                        + "A long " + "word " * 3000 + "\n")
+    run = dreamframe(project, "status")
+    assert run.returncode == 0, run.stderr
+    warnings = [line for line in run.stderr.splitlines() if line.startswith("warning")]
+    assert warnings == [
+        "warning themes.txt:2: theme '[/] a cat [bold]sails[/bold]' is given twice (also at themes.txt:1); built once",
+        "warning themes.txt:3: theme 'A long word word word word word word word word word word wor...' has "
+        "15,006 characters (at most 1,000: one line); left out",
+    ]
