@@ -506,6 +506,34 @@ def observe(root: RootOption = None) -> None:
         console.print("all assets agree with the instance")
 
 
+@app.command()
+def themes(
+    count: Annotated[int, typer.Option("--count", "-n", min=1, help="How many themes.")] = 1000,
+    seed: Annotated[int, typer.Option("--seed", help="Another seed, other themes.")] = 0,
+    out: Annotated[Path, typer.Option("--out", help="The themes file to write (movie_plots.themes_file reads it).")] = Path("themes.txt"),
+    force: Annotated[bool, typer.Option("--force", help="Replace a themes file that holds other themes.")] = False,
+    root: RootOption = None,
+) -> None:
+    """Write a themes file of COUNT varied one-line themes (offline: a protagonist, a goal, a place
+    and a time, no two alike), e.g. for a paper-scale build: dreamframe themes --count 1000."""
+    from .core.cache import write_atomic
+    from .story.themes import offline_themes
+
+    path = out if out.is_absolute() else project_root(root) / out
+    try:
+        made = offline_themes(count, seed)
+    except ValueError as exc:
+        _error(str(exc))
+        raise typer.Exit(2) from None
+    text = (f"# {count} themes written by: dreamframe themes --count {count} --seed {seed}\n"
+            + "\n".join(made) + "\n").encode()
+    if path.exists() and path.read_bytes() != text and not force:
+        _error(f"{out}: exists and holds other themes; pass --force to replace it, or --out another file")
+        raise typer.Exit(2)
+    write_atomic(path, text)
+    console.print(f"{count} themes in {path}", highlight=False)
+
+
 def main() -> None:
     """Entry point: an error is one line naming its culprit and a non-zero exit; the stack
     trace goes to the project's log (and to the screen with --verbose)."""

@@ -96,3 +96,15 @@ def test_warnings_print_user_text_as_it_is_one_line_each(project):
         "warning themes.txt:3: theme 'A long word word word word word word word word word word wor...' has "
         "15,006 characters (at most 1,000: one line); left out",
     ]
+
+
+def test_themes_writes_a_themes_file_and_never_overwrites_other_themes(project):
+    run = dreamframe(project, "themes", "--count", "40", "--seed", "3", "--out", "many.txt")
+    assert run.returncode == 0, run.stderr
+    lines = [line for line in (project / "many.txt").read_text().splitlines() if not line.startswith("#")]
+    assert len(lines) == len(set(lines)) == 40
+    again = dreamframe(project, "themes", "--count", "40", "--seed", "3", "--out", "many.txt")
+    assert again.returncode == 0  # the same themes: nothing to refuse
+    other = dreamframe(project, "themes", "--count", "41", "--out", "many.txt")
+    assert other.returncode == 2 and "many.txt: exists and holds other themes" in other.stderr
+    assert len((project / "many.txt").read_text().splitlines()) == 41  # untouched
