@@ -187,7 +187,6 @@ def keyframe_member_problem(member: object, movie_id: str) -> str:
     return f"member {shown} of movie {movie_id!r} is not {movie_id}/<5 digits>.png"
 
 
-
 def png_bytes(image: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(image).save(buf, format="PNG", compress_level=6)

@@ -12,7 +12,6 @@ from pathlib import Path
 
 from ..core.cache import bytes_digest, digest, write_atomic
 from ..core.ids import movie_id_for
-from ..core.store import MOVIES  # noqa: F401 - per-movie files live in data/<stage>/MOVIES
 from ..core.params import Params, ParamsError, read_themes, story_files
 
 STATUS_DIR = ".dreamframe/status"  # each movie's last state and attempt, per stage

@@ -33,8 +33,8 @@ from ..core.params import Params
 from ..core.plot import QA, MoviePlot, as_row
 from ..core.schemas import validate
 from ..core.store import (
+    MOVIES,
     PLOT_TABLES,
-    DamagedFile,  # noqa: F401 - raised by read_keyframes
     contact_sheet,
     keyframe_member,
     load_image,
@@ -56,7 +56,6 @@ from ..models.device import load_once
 from . import backends, executor
 from .code import code_version
 from .movies import (
-    MOVIES,
     STATUS_DIR,
     MovieState,
     files_version,
@@ -225,12 +224,13 @@ def _run_stage(root: Path, params: Params, stage: str, movies: list[str] | None,
                 return settle(mid, attempt, "failed", f"{type(exc).__name__}: {exc}")
             if key is not None:
                 cache.put(key, value, item=mid)  # only an item that makes its files is kept
-            changed = [str(p.relative_to(root)) for p, data in files.items() if write_if_changed(p, data)]
-            if cached and any(p in old for p in files if str(p.relative_to(root)) in changed):
-                repaired.append(mid)  # on disk, but not what its item says: damaged or edited
+            changed = [p for p, data in files.items() if write_if_changed(p, data)]
+            mended = [str(p.relative_to(root)) for p in changed if cached and p in old]
+            if mended:  # on disk, but not what its cached item says: damaged or edited
+                repaired.append(mid)
                 log.warning("%s: movie %s: %s did not match its cached item (damaged or edited); rewritten",
-                            stage, mid, ", ".join(c for c in changed if Path(root, c) in old))
-            written.extend(changed)
+                            stage, mid, ", ".join(mended))
+            written.extend(str(p.relative_to(root)) for p in changed)
             written.extend(remove_files([p for p in old if p not in files], folder))
             states[mid] = MovieState(mid, state, attempt, cached, files_version(folder, files.items()), counts=counts)
         else:

@@ -10,7 +10,8 @@ import pytest
 
 from dreamframe_assets.core.ids import movie_id_for
 from dreamframe_assets.core.store import stage_dir
-from dreamframe_assets.pipeline.movies import MOVIES, NO_FILES, disk_version, files_version
+from dreamframe_assets.core.store import MOVIES
+from dreamframe_assets.pipeline.movies import NO_FILES, disk_version, files_version
 from dreamframe_assets.pipeline.steps import PER_MOVIE
 from dreamframe_assets.runs import latest_versions, observe
 

@@ -9,9 +9,9 @@ import tarfile
 import pytest
 
 from dreamframe_assets.core.params import load_params
-from dreamframe_assets.core.store import PLOT_TABLES, read_table
+from dreamframe_assets.core.store import PLOT_TABLES, DamagedFile, read_table
 from dreamframe_assets.dataset import export
-from dreamframe_assets.pipeline.steps import STEPS, DamagedFile, read_keyframes
+from dreamframe_assets.pipeline.steps import STEPS, read_keyframes
 
 from ..conftest import copy_built, warm_copy
 from ..faults import inject, start, tree
