@@ -512,26 +512,72 @@ def themes(
     seed: Annotated[int, typer.Option("--seed", help="Another seed, other themes.")] = 0,
     out: Annotated[Path, typer.Option("--out", help="The themes file to write (movie_plots.themes_file reads it).")] = Path("themes.txt"),
     force: Annotated[bool, typer.Option("--force", help="Replace a themes file that holds other themes.")] = False,
+    writer: Annotated[str, typer.Option("--writer", help="offline, or llm: the movie_plots.llm model, asked in "
+                                        "batches, near-duplicates dropped.")] = "offline",
     root: RootOption = None,
 ) -> None:
     """Write a themes file of COUNT varied one-line themes (offline: a protagonist, a goal, a place
-    and a time, no two alike), e.g. for a paper-scale build: dreamframe themes --count 1000."""
+    and a time, no two alike; or written by the movie_plots.llm model, near-duplicates dropped),
+    e.g. for a paper-scale build: dreamframe themes --count 1000."""
     from .core.cache import write_atomic
-    from .story.themes import offline_themes
 
-    path = out if out.is_absolute() else project_root(root) / out
+    if writer not in ("offline", "llm"):
+        raise typer.BadParameter(f"--writer {writer!r}: choose offline or llm")
+    home = project_root(root)
+    path = out if out.is_absolute() else home / out
+    command = f"dreamframe themes --count {count} --seed {seed}"
     try:
-        made = offline_themes(count, seed)
-    except ValueError as exc:
+        if writer == "llm":
+            made, model, report = _llm_themes(home, count, seed)
+            command += f" --writer llm (model {model or '-'})"
+        else:
+            from .story.themes import offline_themes
+
+            made, report = offline_themes(count, seed), ""
+    except ParamsError as exc:
         _error(str(exc))
         raise typer.Exit(2) from None
-    text = (f"# {count} themes written by: dreamframe themes --count {count} --seed {seed}\n"
-            + "\n".join(made) + "\n").encode()
+    except ValueError as exc:
+        _error(str(exc))
+        raise typer.Exit(1 if writer == "llm" else 2) from None
+    text = (f"# {count} themes written by: {command}\n" + "\n".join(made) + "\n").encode()
     if path.exists() and path.read_bytes() != text and not force:
         _error(f"{out}: exists and holds other themes; pass --force to replace it, or --out another file")
         raise typer.Exit(2)
     write_atomic(path, text)
+    if report:
+        console.print(escape(report), highlight=False)
     console.print(f"{count} themes in {path}", highlight=False)
+
+
+def _llm_themes(root: Path, count: int, seed: int) -> tuple[list[str], str, str]:
+    """(themes, model, one line on what was asked and dropped) from the project's movie_plots.llm,
+    answers kept in the project's LLM cache; near-duplicates by the QA gates' embedder and threshold.
+    Its server is checked first, so an unreachable one is one error line naming its key."""
+    from .models.embed import TextEmbedder
+    from .models.llm import CachedChat, LLMError, check_server, make_client
+    from .pipeline.backends import EMBED_CACHE, LLM_CACHE
+    from .story.themes import llm_themes
+
+    _log_to(root)
+    params = checked_params(root)
+    llm = params.movie_plots.llm
+    if llm.client == "openai":
+        check_server(llm, "movie_plots.llm")
+    client = make_client(llm, "movie_plots.llm")
+    chat = CachedChat(client, root / LLM_CACHE)
+    embedder = TextEmbedder(params.qa_pairs.embedder, root / EMBED_CACHE)
+    try:
+        made = llm_themes(chat, count, llm.seed + seed, embedder, params.qa_pairs.near_duplicate_threshold)
+    except LLMError as exc:  # the server failed for good: a runtime failure, like a shortfall
+        raise ValueError(f"movie_plots.llm: {exc}") from None
+    finally:
+        if hasattr(client, "close"):
+            client.close()
+    report = (f"llm: {made.asked} themes asked in {made.requests} request(s) ({chat.requests_sent} sent, "
+              f"{chat.cache_hits} from the cache); {made.written} written, {len(made.themes)} kept; dropped "
+              f"{made.near_duplicates} near-duplicates, {made.repeated} repeated, {made.invalid} invalid")
+    return made.themes, llm.model, report
 
 
 def main() -> None:

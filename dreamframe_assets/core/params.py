@@ -299,6 +299,23 @@ def load_params(root: Path) -> Params:
 
 
 MAX_THEME_CHARS = 1000  # a theme is one line; longer text is a story, not a theme
+THEME_COMMENT = re.compile(r"(^|\s)#.*")  # in a themes file, a comment starts a line or follows a space
+
+
+def _shown_theme(folded: str) -> str:
+    return repr(folded[:60] + ("..." if len(folded) > 60 else ""))
+
+
+def theme_problem(folded: str) -> str | None:
+    """Why a theme (whitespace already folded) cannot make a movie, or None: blank, longer than
+    one line, or holding control characters. One rule for themes read and themes written."""
+    if not folded:
+        return "a theme is blank"
+    if len(folded) > MAX_THEME_CHARS:
+        return f"theme {_shown_theme(folded)} has {len(folded):,} characters (at most {MAX_THEME_CHARS:,}: one line)"
+    if any(unicodedata.category(c) == "Cc" for c in folded):
+        return f"theme {_shown_theme(folded)} holds control characters"
+    return None
 
 
 def load_themes(root: Path, params: MoviePlotsParams) -> list[str]:
@@ -323,7 +340,7 @@ def read_themes(root: Path, params: MoviePlotsParams) -> tuple[list[str], list[s
         except UnicodeDecodeError as exc:
             raise ParamsError(f"{params.themes_file}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
         for number, line in enumerate(text.split("\n"), start=1):  # numbered as an editor shows them
-            theme = re.sub(r"(^|\s)#.*", "", line).strip()  # a comment starts a line or follows a space
+            theme = THEME_COMMENT.sub("", line).strip()
             if theme:
                 themes.append((theme, f"{params.themes_file}:{number}"))
     kept: list[str] = []
@@ -331,16 +348,9 @@ def read_themes(root: Path, params: MoviePlotsParams) -> tuple[list[str], list[s
     seen: dict[str, str] = {}
     for theme, where in themes:
         folded = " ".join(theme.split())
-        shown = repr(folded[:60] + ("..." if len(folded) > 60 else ""))
-        problem = ""
-        if not folded:
-            problem = "a theme is blank"
-        elif len(folded) > MAX_THEME_CHARS:
-            problem = f"theme {shown} has {len(folded):,} characters (at most {MAX_THEME_CHARS:,}: one line)"
-        elif any(unicodedata.category(c) == "Cc" for c in folded):
-            problem = f"theme {shown} holds control characters"
-        elif folded.lower() in seen:
-            problem = f"theme {shown} is given twice (also at {seen[folded.lower()]}); built once"
+        problem = theme_problem(folded)
+        if not problem and folded.lower() in seen:
+            problem = f"theme {_shown_theme(folded)} is given twice (also at {seen[folded.lower()]}); built once"
         if problem:
             rejected.append(f"{where}: {problem}" + ("" if problem.endswith("built once") else "; left out"))
             continue
