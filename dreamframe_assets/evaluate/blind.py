@@ -89,9 +89,12 @@ class BlindAnswerer:
             return self._answer_llm(qas)
         return self._answer_embedding(qas)
 
+    def texts(self, qas: list[QA]) -> list[str]:
+        """What the embedding backend embeds for ``qas`` (none for the LLM backend)."""
+        return [t for qa in qas for t in (qa.question, *qa.options)] if self.backend == "embedding" else []
+
     def _answer_embedding(self, qas: list[QA]) -> list[int]:
-        texts = [t for qa in qas for t in (qa.question, *qa.options)]
-        vectors = self.embedder.encode(texts)
+        vectors = self.embedder.encode(self.texts(qas))
         picks, start = [], 0
         for qa in qas:  # per QA: option counts may differ
             k = len(qa.options)

@@ -71,10 +71,15 @@ def retrieval_aps(qas: Sequence[QA], frame_vectors: np.ndarray, question_vectors
     return out
 
 
+def text_inputs(plot: MoviePlot, qas: Sequence[QA]) -> tuple[list[str], list[str]]:
+    """What the text retriever embeds for one movie: the frames' text and the questions."""
+    return [frame_text(plot, f) for f in plot.frames], [qa.question for qa in qas]
+
+
 def text_aps(plot: MoviePlot, qas: Sequence[QA], embedder: Embedder) -> list[float | None]:
     """The text retriever on one movie: question embeddings vs the frames' text (``frame_text``)."""
-    frames = embedder.encode([frame_text(plot, f) for f in plot.frames])
-    return retrieval_aps(qas, frames, embedder.encode([qa.question for qa in qas]))
+    frames, questions = text_inputs(plot, qas)
+    return retrieval_aps(qas, embedder.encode(frames), embedder.encode(questions))
 
 
 def clip_aps(images: Sequence[np.ndarray], qas: Sequence[QA], clip: Any) -> tuple[list[float | None], np.ndarray]:

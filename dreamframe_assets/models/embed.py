@@ -112,6 +112,39 @@ class TextEmbedder:
         self._computed += len(missing)
         return np.stack([found[keys[t]] for t in texts]).astype(np.float32, copy=False)
 
+    def warm(self, texts: list[str], chunk: int = 8192) -> int:
+        """Embed into the cache every text not there yet; returns how many were embedded.
+
+        For a caller that knows all the texts ahead (evaluation of many movies): one pass
+        with texts sorted by length, so each batch pads little, instead of one short,
+        mixed batch per movie (about 2.5x faster on CPU). Nothing is returned, so memory
+        stays at one chunk.
+        """
+        unique = list(dict.fromkeys(texts))
+        keys = {t: digest("text-embedding", self._identity, t) for t in unique}
+        db = self._connect()
+        try:
+            have: set[str] = set()
+            key_list = list(keys.values())
+            for start in range(0, len(key_list), _CHUNK):
+                part = key_list[start : start + _CHUNK]
+                marks = ",".join("?" * len(part))
+                have.update(k for (k,) in db.execute(f"SELECT key FROM vectors WHERE key IN ({marks})", part))
+            missing = sorted((t for t in unique if keys[t] not in have), key=len)
+            for start in range(0, len(missing), chunk):
+                part = missing[start : start + chunk]
+                vectors = normalize(self._model().encode(
+                    part, batch_size=self.params.batch_size, convert_to_numpy=True,
+                    normalize_embeddings=True, show_progress_bar=False,
+                ))
+                with db:
+                    db.executemany("INSERT OR IGNORE INTO vectors (key, vec) VALUES (?, ?)",
+                                   [(keys[t], v.tobytes()) for t, v in zip(part, vectors)])
+        finally:
+            db.close()
+        self._computed += len(missing)
+        return len(missing)
+
     def stats(self) -> dict[str, int]:
         """Unique texts asked for (per call, summed), how many came from disk, how many were embedded."""
         return {"unique_texts": self._unique, "cache_hits": self._hits, "computed": self._computed}

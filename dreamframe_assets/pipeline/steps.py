@@ -31,7 +31,7 @@ from ..core.cache import ItemCache, bytes_digest, digest, write_atomic, write_if
 from ..core.ids import attempt_seed, item_seed
 from ..core.params import Params
 from ..core.plot import QA, MoviePlot, as_row
-from ..core.schemas import validate
+from ..core.schemas import ContractError, validate
 from ..core.store import (
     MOVIES,
     PLOT_TABLES,
@@ -218,7 +218,9 @@ def _run_stage(root: Path, params: Params, stage: str, movies: list[str] | None,
         old = movie_files(folder, mid)
         if outcome == "ok":
             try:
-                files, state, counts = FILES[stage](run, mid, value)
+                # a cached item made good files when it was computed (and its code, schemas
+                # included, is in its key): only a new item is checked against the contract
+                files, state, counts = FILES[stage](run, mid, value, check=not cached)
             except Exception as exc:  # noqa: BLE001 - an item that breaks its contract fails its movie
                 log.debug("%s: movie %s: bad output", stage, mid, exc_info=True)
                 return settle(mid, attempt, "failed", f"{type(exc).__name__}: {exc}")
@@ -281,6 +283,12 @@ def _run_stage(root: Path, params: Params, stage: str, movies: list[str] | None,
         else:
             calls.append((compute_movie, (stage, params, str(root), args)))
             pending.append((mid, key, attempt))
+    if stage != "movie_plots" and pending:  # the movies about to be computed read their plots
+        bad = check_plots(root, [mid for mid, _, _ in pending])
+        for k in [k for k, (mid, _, _) in enumerate(pending) if mid in bad][::-1]:
+            mid, _, attempt = pending.pop(k)
+            calls.pop(k)
+            settle(mid, attempt, "failed", bad[mid])
     work, limit = work_kind(stage, params)
     try:
         for i, result in executor.run_all(calls, params.executor, work, limit):
@@ -331,7 +339,8 @@ def _movie_json(root: Path, stage: str, mid: str) -> bytes:
 
 def read_plot(root: Path, movie_id: str, check: bool = True) -> MoviePlot:
     """One movie's plot, as movie_plots wrote it; ``check``: against the plot tables' schemas
-    (the contract at the asset boundary: done once per movie and stage, where the movie is computed)."""
+    (the contract at the asset boundary; a stage checks the plots of the movies it computes
+    all at once, ``check_plots``)."""
     plot = plot_from_json(_movie_json(root, "movie_plots", movie_id))
     if check:
         check_plot(plot, f"data/movie_plots/{MOVIES}/{movie_id}.json")
@@ -341,6 +350,33 @@ def read_plot(root: Path, movie_id: str, check: bool = True) -> MoviePlot:
 def check_plot(plot: MoviePlot, where: str) -> None:
     for name, rows in plot_rows(plot).items():
         validate(name, rows_table(name, rows), where=f"{where} ({name})")
+
+
+def check_plots(root: Path, movie_ids: list[str]) -> dict[str, str]:
+    """Each movie's plot file against the plot tables' schemas -> the error of each that fails.
+
+    All movies go through one validation per table (pandera's cost is per call, about 20 ms,
+    not per row); only when that fails are they checked one by one, to name the culprits.
+    """
+    def one_by_one() -> dict[str, str]:
+        bad = {}
+        for mid in movie_ids:
+            try:
+                read_plot(root, mid)
+            except Exception as exc:  # noqa: BLE001 - unreadable or breaking the contract: that movie fails
+                bad[mid] = f"{type(exc).__name__}: {exc}"
+        return bad
+
+    rows: dict[str, list[dict]] = {}
+    try:
+        for mid in movie_ids:
+            for name, part in plot_rows(read_plot(root, mid, check=False)).items():
+                rows.setdefault(name, []).extend(part)
+        for name, table_rows in rows.items():
+            validate(name, rows_table(name, table_rows), where=name)
+    except Exception:  # noqa: BLE001
+        return one_by_one()
+    return {}
 
 
 # ---------------------------------------------------------------- movie_plots
@@ -365,7 +401,7 @@ def _plots_compute(writer: Any, params: Params, root: Path, kind: str, source: s
     return plot_to_json(plot)
 
 
-def _plots_files(run: Run, mid: str, data: bytes) -> tuple[dict[Path, bytes], str, dict[str, int]]:
+def _plots_files(run: Run, mid: str, data: bytes, check: bool = True) -> tuple[dict[Path, bytes], str, dict[str, int]]:
     plot = plot_from_json(data)
     state = "quarantined" if plot.quarantine else "done"
     return {run.folder / MOVIES / f"{mid}.json": data}, state, {"frames": len(plot.frames), "plot_qa": len(plot.qa)}
@@ -415,7 +451,7 @@ def _style_compute(learner: Any, params: Params, root: Path, mid: str, seed: int
     from ..style.offline import fit_style
 
     p = params.style_banks
-    refs, style = learner.learn(read_plot(root, mid).movie, p.references, p.size, seed)
+    refs, style = learner.learn(read_plot(root, mid, check=False).movie, p.references, p.size, seed)
     # Every learner's style is also described in the offline terms (palette, grain, ...)
     # so styles of any backend can be compared in one table.
     look = style if isinstance(style, StyleParams) else fit_style(refs)
@@ -426,7 +462,7 @@ def _style_compute(learner: Any, params: Params, root: Path, mid: str, seed: int
                        *((f"files/{name}", data) for name, data in sorted(extra.items()))])
 
 
-def _style_files(run: Run, mid: str, data: bytes) -> tuple[dict[Path, bytes], str, dict[str, int]]:
+def _style_files(run: Run, mid: str, data: bytes, check: bool = True) -> tuple[dict[Path, bytes], str, dict[str, int]]:
     members = shard_members(data)
     look = json.loads(members["look.json"])
     files = {run.folder / "references" / f"{mid}.png": members["references.png"]}
@@ -441,7 +477,8 @@ def _style_files(run: Run, mid: str, data: bytes) -> tuple[dict[Path, bytes], st
         "texture": float(look["texture"]), "lighting": float(look["lighting"]),
         "grain": float(look["grain"]), "params_json": members["params.json"].decode(),
     }
-    validate("styles", rows_table("styles", [row]), where=f"style_banks: movie {mid!r}")
+    if check:
+        validate("styles", rows_table("styles", [row]), where=f"style_banks: movie {mid!r}")
     files[run.folder / MOVIES / f"{mid}.json"] = json.dumps(row, sort_keys=True).encode()
     return files, "done", {"references": run.params.style_banks.references}
 
@@ -492,11 +529,11 @@ def _frames_inputs(run: Run, mid: str, attempt: int) -> tuple[Any, tuple]:
 def _frames_compute(renderer: Any, params: Params, root: Path, mid: str, style: dict, style_files: dict,
                     seed: int) -> bytes:
     p = params.keyframes
-    images = renderer.render(read_plot(root, mid), style_object(style, style_files), p.width, p.height, seed)
+    images = renderer.render(read_plot(root, mid, check=False), style_object(style, style_files), p.width, p.height, seed)
     return pack_shard([(keyframe_member(mid, i), png_bytes(img)) for i, img in enumerate(images)])
 
 
-def _frames_files(run: Run, mid: str, shard: bytes) -> tuple[dict[Path, bytes], str, dict[str, int]]:
+def _frames_files(run: Run, mid: str, shard: bytes, check: bool = True) -> tuple[dict[Path, bytes], str, dict[str, int]]:
     p = run.params.keyframes
     members = shard_members(shard)
     frames = len(read_plot(run.root, mid, check=False).frames)
@@ -505,7 +542,8 @@ def _frames_files(run: Run, mid: str, shard: bytes) -> tuple[dict[Path, bytes], 
     rows = [{"movie_id": mid, "frame_index": i, "shard": f"shards/{mid}.tar", "member": name,
              "width": p.width, "height": p.height, "sha": bytes_digest(members[name])}
             for i, name in enumerate(sorted(members))]
-    validate("keyframes", rows_table("keyframes", rows), where=f"keyframes: movie {mid!r}")
+    if check:
+        validate("keyframes", rows_table("keyframes", rows), where=f"keyframes: movie {mid!r}")
     return ({run.folder / "shards" / f"{mid}.tar": shard,
              run.folder / MOVIES / f"{mid}.json": json.dumps(rows, sort_keys=True).encode()},
             "done", {"keyframes": len(rows)})
@@ -551,7 +589,7 @@ def _qa_compute(writer: Any, params: Params, root: Path, mid: str, frames: int, 
     from ..qa import gates
 
     p = params.qa_pairs
-    plot = read_plot(root, mid)
+    plot = read_plot(root, mid, check=False)
     embedder = load_once(("embedder", p.embedder.model_dump_json(), str(root)),
                          lambda: TextEmbedder(p.embedder, root / backends.EMBED_CACHE))
     batch = writer.write(plot, p.grounded_per_frame, p.max_qtype_share, seed)
@@ -560,9 +598,9 @@ def _qa_compute(writer: Any, params: Params, root: Path, mid: str, frames: int, 
                        "quarantine": [as_row(q) for q in batch.quarantine]}).encode()
 
 
-def _qa_files(run: Run, mid: str, data: bytes) -> tuple[dict[Path, bytes], str, dict[str, int]]:
+def _qa_files(run: Run, mid: str, data: bytes, check: bool = True) -> tuple[dict[Path, bytes], str, dict[str, int]]:
     item = json.loads(data)
-    for name in ("qa", "dropped", "quarantine"):
+    for name in ("qa", "dropped", "quarantine") if check else ():
         validate(name, rows_table(name, item[name]), where=f"qa_pairs: movie {mid!r}: {name}")
     state = "quarantined" if item["quarantine"] else "done"
     return {run.folder / MOVIES / f"{mid}.json": data}, state, {"qa_pairs": len(item["qa"]), "dropped": len(item["dropped"])}
@@ -680,6 +718,23 @@ def _eval_compute(params: Params, root: str, mid: str, plot_json: str, qa_rows: 
     return json.dumps(scores).encode()
 
 
+def _warm_embeddings(embedder: Any, answerers: list[Any], retrievers: list[str],
+                     movies: list[tuple[MoviePlot, list[QA]]]) -> None:
+    """Every text the movies about to be evaluated will embed, embedded here in one pass
+    sorted by length; each movie's worker then reads its vectors from the cache."""
+    from ..evaluate.retrieval import text_inputs
+
+    texts: list[str] = []
+    for plot, qas in movies:
+        for answerer in answerers:
+            texts += answerer.texts(qas) if hasattr(answerer, "texts") else []
+        if "text" in retrievers and qas:
+            frames, questions = text_inputs(plot, qas)
+            texts += frames + questions
+    if texts:
+        embedder.warm(texts)
+
+
 def evaluate_dataset(root: Path, params: Params) -> StepResult:
     """Accuracy per answerer, evidence retrieval, style consistency, diversity -> metrics.json + charts."""
     with stage_lock(Path(root), "eval_scores"):
@@ -714,6 +769,7 @@ def _evaluate_dataset(root: Path, params: Params) -> StepResult:
         if data is None:
             calls.append((_eval_compute, (params, str(root), mid, plot_json, rows)))
         items[mid] = (key, data)
+    _warm_embeddings(embedder, answerers, p.retrievers, [(plots[c[1][2]], by_movie[c[1][2]]) for c in calls])
     failures = []
     for i, result in executor.run_all(calls, params.executor, _eval_work(p), io_limit=p.blind.llm.concurrency):
         mid = calls[i][1][2]
@@ -728,8 +784,10 @@ def _evaluate_dataset(root: Path, params: Params) -> StepResult:
     scores = {mid: json.loads(data) for mid, (_, data) in items.items()}
     ordered = [qa for mid in plots for qa in by_movie[mid]]
     covered = {a.name: a.answers() for a in answerers if hasattr(a, "answers")}
-    dedup = embedder.encode([gates.dedup_text(qa) for qa in ordered]) if ordered else None
-    summary = metrics.summarize(plots, ordered, scores, covered, dedup, params.qa_pairs.near_duplicate_threshold)
+    dedup = gates.dedup_vectors(ordered, embedder) if ordered else None
+    questions = embedder.encode([qa.question for qa in ordered]) if ordered else None  # cached by the warm pass
+    summary = metrics.summarize(plots, ordered, scores, covered, dedup, params.qa_pairs.near_duplicate_threshold,
+                                questions)
     gates_file = stage_dir(root, "qa_pairs") / "gates.json"
     if gates_file.exists():  # what the QA writers produced and what each gate dropped, beside what ships
         summary["gates"] = json.loads(gates_file.read_text())

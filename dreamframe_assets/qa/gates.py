@@ -183,6 +183,25 @@ def dedup_text(qa: QA) -> str:
     return f"{qa.question} {qa.answer}"
 
 
+def dedup_vectors(qas: list[QA], embedder: Embedder) -> np.ndarray:
+    """The "question + answer" embeddings the near-duplicate rule compares, one row per QA.
+
+    Only QAs that share their movie and evidence frames with another QA can be duplicates
+    (``duplicate_pairs``), so only those are embedded; the others get a zero row, which
+    matches nothing. At one grounded question per keyframe that is a small share of the QAs.
+    """
+    groups: dict[tuple, list[int]] = {}
+    for i, qa in enumerate(qas):
+        groups.setdefault((qa.movie_id, frozenset(qa.evidence_frames)), []).append(i)
+    shared = sorted(i for members in groups.values() if len(members) > 1 for i in members)
+    if not shared:
+        return np.zeros((len(qas), 1), dtype=np.float32)
+    found = embedder.encode([dedup_text(qas[i]) for i in shared])
+    vectors = np.zeros((len(qas), found.shape[1]), dtype=np.float32)
+    vectors[shared] = found
+    return vectors
+
+
 def apply_gates(
     plot: MoviePlot,
     qas: list[QA],
@@ -230,7 +249,7 @@ def apply_gates(
 
     written_dupes = 0
     if qas:
-        vectors = embedder.encode([dedup_text(qa) for qa in qas])
+        vectors = dedup_vectors(list(qas), embedder)
         written_dupes = len(duplicate_pairs(list(qas), vectors, near_duplicate_threshold))
         index = {qa.qa_id: k for k, qa in enumerate(qas)}
         kept_vectors = vectors[[index[qa.qa_id] for qa in kept]] if kept else vectors[:0]
@@ -268,11 +287,36 @@ def duplicate_rate(qas: list[QA], vectors: np.ndarray, threshold: float) -> floa
     return found / len(qas) if qas else 0.0
 
 
+def across_movies_duplicate_rate(qas: list[QA], question_vectors: np.ndarray, threshold: float) -> float:
+    """Share of QAs that another movie's QA repeats: the same answer (case aside) to a question
+    whose embedding has a cosine of at least ``threshold``. Reported, not gated: across movies
+    a template question with the same answer ("How many people are in keyframe 3?" "Two.")
+    teaches the model nothing new, however many movies it comes from.
+
+    Only QAs with the same answer are compared, block by block, so the whole dataset fits.
+    """
+    by_answer: dict[str, list[int]] = {}
+    for i, qa in enumerate(qas):
+        by_answer.setdefault(qa.answer.strip().lower(), []).append(i)
+    v = normalize(question_vectors) if len(qas) else question_vectors
+    repeated = 0
+    for members in by_answer.values():
+        movies = np.array([qas[i].movie_id for i in members])
+        if len(set(movies.tolist())) < 2:
+            continue
+        group = v[members]
+        for start in range(0, len(members), _BLOCK):
+            close = group[start : start + _BLOCK] @ group.T >= threshold
+            close &= movies[start : start + _BLOCK, None] != movies[None, :]
+            repeated += int(close.any(axis=1).sum())
+    return repeated / len(qas) if qas else 0.0
+
+
 def verify(plots: dict[str, MoviePlot], qas: list[QA], embedder: Embedder, threshold: float) -> dict[str, Any]:
     """Re-check a written QA table: does the oracle answer every QA, and is nothing repeated?"""
     oracle = OracleAnswerer()
     wrong = [qa.qa_id for qa in qas if qa.movie_id not in plots or oracle.answer_one(plots[qa.movie_id], qa) != qa.answer_index]
-    vectors = embedder.encode([dedup_text(qa) for qa in qas]) if qas else np.zeros((0, 1))
+    vectors = dedup_vectors(qas, embedder)
     return {
         "oracle_accuracy": round(1 - len(wrong) / len(qas), 4) if qas else 1.0,
         "wrong": wrong,

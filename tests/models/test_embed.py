@@ -122,3 +122,15 @@ def test_minilm_paraphrases_are_close(minilm):
     assert similar_pairs(v, 0.95) == [(0, 1)]
     assert (2, 3) in similar_pairs(v, 0.9)
     assert float(v[2] @ v[4]) < 0.5
+
+
+def test_warm_embeds_what_is_missing_once_sorted_by_length(tmp_path, loads):
+    """Evaluation embeds all its texts ahead in one pass; the movies then only read the cache."""
+    calls, model = loads
+    e = TextEmbedder(EmbedderParams(), tmp_path)
+    e.encode(["cached already"])
+    assert e.warm(["a much longer text here", "cached already", "bb", "a much longer text here", "c"], chunk=2) == 3
+    assert model.seen == ["cached already", "c", "bb", "a much longer text here"]
+    fresh = TextEmbedder(EmbedderParams(), tmp_path)
+    fresh.encode(["bb", "c", "a much longer text here"])
+    assert fresh.stats()["computed"] == 0 and e.warm(["bb"]) == 0

@@ -2,6 +2,7 @@
 
 import re
 import zlib
+from collections import Counter
 from dataclasses import replace
 
 import numpy as np
@@ -9,7 +10,11 @@ import pytest
 
 from dreamframe_assets.core.plot import QA
 from dreamframe_assets.qa.gates import (
+    across_movies_duplicate_rate,
     apply_gates,
+    dedup_text,
+    dedup_vectors,
+    duplicate_pairs,
     duplicate_rate,
     option_phrases,
     reveal_pairs,
@@ -165,3 +170,39 @@ def test_pairs_across_similarity_blocks():
     v[2050] = v[5]
     v[1500] = v[1100]
     assert similar_pairs(v, 0.95) == [(5, 2050), (1100, 1500)]
+
+
+def test_only_qas_that_share_their_evidence_frames_are_embedded(plot):
+    """A QA alone with its evidence frames cannot repeat another: it is never embedded, and
+    the duplicates found are those that embedding every QA finds."""
+    qas = qas_of(plot)
+    qas = qas + [replace(qas[0], qa_id="copy"), replace(qas[1], qa_id="other-frames", evidence_frames=(99,))]
+
+    class Counting(BagOfWords):
+        seen: list[str] = []
+
+        def encode(self, texts):
+            self.seen += texts
+            return super().encode(texts)
+
+    embedder = Counting()
+    vectors = dedup_vectors(qas, embedder)
+    groups = Counter((q.movie_id, frozenset(q.evidence_frames)) for q in qas)
+    shared = [q for q in qas if groups[(q.movie_id, frozenset(q.evidence_frames))] > 1]
+    assert embedder.seen == [dedup_text(q) for q in shared] and len(shared) < len(qas)
+    every = BagOfWords().encode([dedup_text(q) for q in qas])
+    assert duplicate_pairs(qas, vectors, 0.95) == duplicate_pairs(qas, every, 0.95) != {}
+
+
+def test_across_movies_a_repeat_is_the_same_answer_to_a_question_alike():
+    def qa(movie: str, question: str, answer: str) -> QA:
+        return QA(movie_id=movie, qa_id=f"{movie}-{answer}", level="3", qtype="count", question=question, answer=answer,
+                  options=(answer, "x", "y"), answer_index=0, evidence_frames=(0,), subject=None, source="t")
+
+    qas = [qa("m1", "How many people are in keyframe 3?", "Two."), qa("m2", "How many people are in keyframe 3?", "two."),
+           qa("m2", "How many people are in keyframe 3?", "Three."), qa("m1", "How many people are in keyframe 3?", "Two.")]
+    v = BagOfWords().encode([q.question for q in qas])
+    # 0 and 1 repeat each other across movies; 3 repeats 1; 2 has no same answer elsewhere
+    assert across_movies_duplicate_rate(qas, v, 0.95) == 3 / 4
+    assert across_movies_duplicate_rate([qas[0], qas[3]], v[[0, 3]], 0.95) == 0.0  # within one movie: not counted
+    assert across_movies_duplicate_rate([], np.zeros((0, 4)), 0.95) == 0.0
