@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import statistics
 from functools import lru_cache
 from typing import Callable
 
@@ -171,22 +172,35 @@ def lighting_field(strength: float, angle: float, height: int, width: int) -> np
 
 
 def grade(img: np.ndarray, saturation: float, contrast: float) -> np.ndarray:
-    """Saturation about each pixel's grey (mean of RGB), then contrast about mid-grey."""
-    m = img.mean(axis=2, keepdims=True)
-    return 128.0 + contrast * (m + saturation * (img - m) - 128.0)
+    """Saturation about each pixel's grey (mean of RGB), then contrast about mid-grey.
+
+    Both are linear per pixel, so it is one 3x3 matrix plus an offset (one fast
+    pass instead of a slow mean over the short channel axis)."""
+    m = contrast * (saturation * np.eye(3) + (1.0 - saturation) / 3.0)
+    out = img @ m.astype(np.float32)
+    out += 128.0 * (1.0 - contrast)
+    return out
 
 
 def style_background(flat: np.ndarray, style: StyleParams) -> np.ndarray:
     """The seed-independent effects on a flat drawing: grade (ink excluded), texture,
     lighting. Returns float32 HxWx3 on the 0..255 scale (unclipped)."""
     h, w, _ = flat.shape
-    ink = np.all(flat == np.array(INK, np.uint8), axis=2)
+    ink = (flat[..., 0] == INK[0]) & (flat[..., 1] == INK[1]) & (flat[..., 2] == INK[2])
     out = grade(flat.astype(np.float32), style.saturation, style.contrast)
     out[ink] = INK
     factor = lighting_field(style.lighting, style.light_angle, h, w)
     if style.texture_kind != "none" and style.texture > 0:
-        factor = factor * (1.0 + style.texture * texture_pattern(style.texture_kind, h, w))
-    return (out * factor[:, :, None]).astype(np.float32)
+        factor *= 1.0 + np.float32(style.texture) * texture_pattern(style.texture_kind, h, w)
+    out *= factor[:, :, None]
+    return out
+
+
+# Standard normal quantiles at 2**16 evenly spaced probabilities: indexing it with
+# random 16-bit integers draws Gaussian grain ~3x faster than standard_normal.
+_NORMAL_QUANTILES = np.array(
+    [statistics.NormalDist().inv_cdf((i + 0.5) / 65536) for i in range(65536)], np.float32
+)
 
 
 def add_grain(img: np.ndarray, grain: float, seed: int) -> np.ndarray:
@@ -194,8 +208,9 @@ def add_grain(img: np.ndarray, grain: float, seed: int) -> np.ndarray:
     if grain <= 0:
         return np.clip(img, 0, 255).astype(np.uint8)
     rng = np.random.default_rng(seed)
-    noise = rng.standard_normal(img.shape, dtype=np.float32)
-    return np.clip(img + grain * noise, 0, 255).astype(np.uint8)
+    noise = (grain * _NORMAL_QUANTILES).take(rng.integers(0, 65536, img.shape, dtype=np.uint16))
+    noise += img
+    return np.clip(noise, 0, 255, out=noise).astype(np.uint8)
 
 
 def _clearance_lut() -> np.ndarray:
@@ -236,10 +251,12 @@ _CLEARANCE_SHIFT = _clearance_lut()
 
 def keep_clear_of_clothing(img: np.ndarray) -> np.ndarray:
     """Shift background colours away from the clothing colours, so that clothing
-    pixels can only come from figures."""
-    q = img >> 3
-    shift = _CLEARANCE_SHIFT[q[..., 0], q[..., 1], q[..., 2]]
-    return np.clip(img.astype(np.int16) + shift, 0, 255).astype(np.uint8)
+    pixels can only come from figures. (One flat bin index and take(): ~3x faster
+    than indexing the LUT with three arrays.)"""
+    q = (img >> 3).astype(np.uint16)
+    shift = _CLEARANCE_SHIFT.reshape(-1, 3).take((q[..., 0] << 10) | (q[..., 1] << 5) | q[..., 2], axis=0)
+    shift += img
+    return np.clip(shift, 0, 255, out=shift).astype(np.uint8)
 
 
 # ----------------------------------------------------------------- backgrounds

@@ -37,6 +37,8 @@ from ..render.offline import (
 PALETTE_CHROMA = 72.0
 ROLE_LUM = (48.0, 4.0, -18.0, -40.0, 24.0)
 ROLE_LUM_STD = float(np.std(ROLE_LUM))
+# At most this many pixels go into the palette k-means.
+KMEANS_SAMPLE = 10000
 # Roles by descending brightness: how fit_style puts fitted colours back in role order.
 ROLES_BY_LUM = tuple(int(i) for i in np.argsort(ROLE_LUM)[::-1])
 
@@ -271,7 +273,14 @@ def _flat_pixels(img: np.ndarray, grain: float) -> np.ndarray:
 def _peaks(x: np.ndarray, k: int, first: np.ndarray, min_dist: float = 30.0) -> np.ndarray:
     """Deterministic k-means seeds: the most populated colour bins, each at least
     min_dist from the ones already taken (so a small accent colour is not missed)."""
-    bins, counts = np.unique((x // 12).astype(np.int32), axis=0, return_counts=True)
+    q = (x // 12).astype(np.int64)
+    # one integer per bin, in the same (lexicographic) order as the rows: np.unique on
+    # it matches np.unique(q, axis=0) but is far faster than the row-wise version
+    o = q - q.min(axis=0, initial=0)
+    span = o.max(axis=0, initial=0) + 1
+    key = (o[:, 0] * span[1] + o[:, 1]) * span[2] + o[:, 2]
+    _, first_row, counts = np.unique(key, return_index=True, return_counts=True)
+    bins = q[first_row]
     picked = [first]
     for b in bins[np.argsort(-counts, kind="stable")]:
         c = b * 12.0 + 6.0
@@ -285,10 +294,15 @@ def _peaks(x: np.ndarray, k: int, first: np.ndarray, min_dist: float = 30.0) -> 
 
 
 def _kmeans(x: np.ndarray, init: np.ndarray, iters: int = 20) -> np.ndarray:
-    """Plain k-means; centre 0 stays pinned (the ink, whose colour is known)."""
+    """Plain k-means; centre 0 stays pinned (the ink, whose colour is known). Stops
+    once no assignment changes: the centres are then fixed, so more rounds are no-ops."""
     c = init.astype(np.float64).copy()
+    lab = None
     for _ in range(iters):
-        lab = _assign(x, c)
+        now = _assign(x, c)
+        if lab is not None and np.array_equal(now, lab):
+            break
+        lab = now
         for k in range(1, len(c)):
             m = lab == k
             if m.any():
@@ -297,7 +311,10 @@ def _kmeans(x: np.ndarray, init: np.ndarray, iters: int = 20) -> np.ndarray:
 
 
 def _assign(x: np.ndarray, c: np.ndarray) -> np.ndarray:
-    d = (x * x).sum(-1)[:, None] - 2 * x @ c.T + (c * c).sum(-1)[None, :]
+    """Nearest centre per row. float32 is ample for 0..255 colours and twice as fast;
+    |x|^2 is the same for every centre, so it is left out of the argmin."""
+    c32 = c.astype(np.float32)
+    d = (c32 * c32).sum(-1) - 2 * (x.astype(np.float32, copy=False) @ c32.T)
     return d.argmin(axis=1)
 
 
@@ -305,12 +322,13 @@ def _line_width(mask: np.ndarray) -> float:
     """Stroke width of a mask: per pixel, the shorter of its horizontal and vertical run."""
 
     def runs(m: np.ndarray) -> np.ndarray:  # run length along axis 1, per pixel
+        # a False column on each side keeps runs within their row, so the whole
+        # mask is one flat sequence; its set pixels are the runs, in order
+        padded = np.pad(m, ((0, 0), (1, 1))).ravel().astype(np.int8)
+        edges = np.flatnonzero(np.diff(padded))
+        lengths = edges[1::2] - edges[::2]
         out = np.zeros(m.shape, np.int32)
-        for i, row in enumerate(m):
-            padded = np.concatenate(([0], row.astype(np.int8), [0]))
-            edges = np.flatnonzero(np.diff(padded))
-            for s, e in zip(edges[::2], edges[1::2]):
-                out[i, s:e] = e - s
+        out[m] = np.repeat(lengths, lengths)
         return out
 
     if mask.sum() == 0:
@@ -337,7 +355,8 @@ def fit_style(images: list[np.ndarray]) -> StyleParams:
     for _ in range(2):
         delit = [_delight(im, bx, by) for im in imgs]
         sample = np.concatenate([_flat_pixels(d, grain) for d in delit])
-        sample = sample[:: max(1, len(sample) // 40000)]
+        # a 6-colour palette needs no more than ~10k pixels (a fixed stride: deterministic)
+        sample = sample[:: max(1, -(-len(sample) // KMEANS_SAMPLE))]
         centres = _kmeans(sample, _peaks(sample, 6, ink))
         labels = [_assign(d.reshape(-1, 3), centres).reshape(d.shape[:2]) for d in delit]
         bx, by = _fit_lighting_regions(imgs, labels)
