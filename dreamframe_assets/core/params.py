@@ -162,6 +162,9 @@ class EvalScoresParams(_Group):
     blind: BlindParams = BlindParams()
     vlm: VLMParams = VLMParams()
     retrievers: list[str] = ["text"]  # evidence-frame retrieval: text, clip
+    # the text retriever runs on at most this many movies, a fixed sample (0: all). Its frame
+    # texts are most of what evaluation embeds; 200 movies hold ~20,000 questions at paper scale
+    retrieval_movies: Annotated[int, Field(ge=0)] = 200
     clip_model: str = ""  # a CLIP hub id / folder: CLIP retrieval and CLIP style consistency
     embedder: EmbedderParams = EmbedderParams()
     # blocking check: questions answerable without looking are a defect of video QA data.

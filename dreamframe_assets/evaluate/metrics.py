@@ -244,6 +244,7 @@ def summarize(plots: dict[str, MoviePlot], qas: list[QA], scores: dict[str, dict
     }
     retrievers = sorted({r for s in scores.values() for r in s.get("ap", {})})
     metrics["map"] = {r: round(mean_ap([a for s in scores.values() for a in s["ap"].get(r, [])]), 4) for r in retrievers}
+    metrics["map_movies"] = {r: sum(r in s.get("ap", {}) for s in scores.values()) for r in retrievers}
     if any("clip_images" in s for s in scores.values()):
         metrics["style_consistency_clip"] = style_consistency({m: s.get("clip_images", []) for m, s in scores.items()})
     metrics["chance"] = chance(qas)

@@ -13,6 +13,7 @@ from typing import Any, Protocol, Sequence
 
 import numpy as np
 
+from ..core.cache import digest
 from ..core.plot import QA, Frame, MoviePlot
 from ..core.vocabulary import doing_phrase
 
@@ -97,3 +98,12 @@ def mean_ap(aps: Sequence[float | None]) -> float:
     """Mean average precision over the QAs that pose a retrieval problem (0 when none does)."""
     scored_aps = [a for a in aps if a is not None]
     return float(np.mean(scored_aps)) if scored_aps else 0.0
+
+
+def retrieval_sample(movie_ids: list[str], limit: int, seed: int) -> set[str]:
+    """The movies the text retriever runs on: all, or ``limit`` of them chosen by a hash of
+    their ids (the same movies whatever order they come in). Its frame texts are most of
+    what evaluation embeds, and the mean AP of a few hundred movies is already precise."""
+    if not limit or len(movie_ids) <= limit:
+        return set(movie_ids)
+    return set(sorted(movie_ids, key=lambda mid: digest("retrieval-sample", seed, mid))[:limit])

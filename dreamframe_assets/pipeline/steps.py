@@ -695,7 +695,7 @@ def _eval_work(p: Any) -> executor.Work:
     return "io" if "blind" in p.answerers and p.blind.backend == "llm" else "cpu"
 
 
-def _eval_compute(params: Params, root: str, mid: str, plot_json: str, qa_rows: list[dict]) -> bytes:
+def _eval_compute(params: Params, root: str, mid: str, plot_json: str, qa_rows: list[dict], retrieve: bool) -> bytes:
     """One movie's answers, retrieval and style descriptors, with this process's models."""
     from ..evaluate import metrics
     from ..models.embed import TextEmbedder
@@ -704,7 +704,7 @@ def _eval_compute(params: Params, root: str, mid: str, plot_json: str, qa_rows: 
     where = (p.model_dump_json(), root)
     answerers = load_once(("answerers", *where), lambda: [backends.ANSWERERS[n](p, Path(root)) for n in p.answerers])
     text = None
-    if "text" in p.retrievers:
+    if "text" in p.retrievers and retrieve:
         text = load_once(("embedder", p.embedder.model_dump_json(), root),
                          lambda: TextEmbedder(p.embedder, Path(root) / backends.EMBED_CACHE))
     clip = None
@@ -719,16 +719,16 @@ def _eval_compute(params: Params, root: str, mid: str, plot_json: str, qa_rows: 
 
 
 def _warm_embeddings(embedder: Any, answerers: list[Any], retrievers: list[str],
-                     movies: list[tuple[MoviePlot, list[QA]]]) -> None:
+                     movies: list[tuple[MoviePlot, list[QA], bool]]) -> None:
     """Every text the movies about to be evaluated will embed, embedded here in one pass
     sorted by length; each movie's worker then reads its vectors from the cache."""
     from ..evaluate.retrieval import text_inputs
 
     texts: list[str] = []
-    for plot, qas in movies:
+    for plot, qas, retrieve in movies:
         for answerer in answerers:
             texts += answerer.texts(qas) if hasattr(answerer, "texts") else []
-        if "text" in retrievers and qas:
+        if "text" in retrievers and retrieve and qas:
             frames, questions = text_inputs(plot, qas)
             texts += frames + questions
     if texts:
@@ -743,6 +743,7 @@ def evaluate_dataset(root: Path, params: Params) -> StepResult:
 
 def _evaluate_dataset(root: Path, params: Params) -> StepResult:
     from ..evaluate import charts, metrics
+    from ..evaluate.retrieval import retrieval_sample
     from ..models.embed import TextEmbedder
     from ..qa import gates
 
@@ -759,17 +760,20 @@ def _evaluate_dataset(root: Path, params: Params) -> StepResult:
     by_movie: dict[str, list[QA]] = {mid: [] for mid in plots}
     for qa in qas:
         by_movie[qa.movie_id].append(qa)
-    shas = {mid: index.filter(pl.col("movie_id") == mid).sort("frame_index")["sha"].to_list() for mid in plots}
+    shas = {mid: [] for mid in plots} | {
+        key[0]: part.sort("frame_index")["sha"].to_list() for key, part in index.group_by("movie_id")}
+    retrieved = retrieval_sample(list(plots), p.retrieval_movies, p.seed)  # the text retriever's movies
     items, calls = {}, []
     for mid, plot in plots.items():
         plot_json, rows = plot_to_json(plot).decode(), [as_row(q) for q in by_movie[mid]]
         key = digest("eval_scores", ITEM_FORMAT["eval_scores"], code, identities, p.seed, p.retrievers, p.clip_model,
-                     p.embedder.model, plot_json, rows, shas[mid])
+                     p.embedder.model, plot_json, rows, shas[mid], mid in retrieved)
         data = cache.get(key)
         if data is None:
-            calls.append((_eval_compute, (params, str(root), mid, plot_json, rows)))
+            calls.append((_eval_compute, (params, str(root), mid, plot_json, rows, mid in retrieved)))
         items[mid] = (key, data)
-    _warm_embeddings(embedder, answerers, p.retrievers, [(plots[c[1][2]], by_movie[c[1][2]]) for c in calls])
+    _warm_embeddings(embedder, answerers, p.retrievers,
+                     [(plots[mid], by_movie[mid], mid in retrieved) for mid in (c[1][2] for c in calls)])
     failures = []
     for i, result in executor.run_all(calls, params.executor, _eval_work(p), io_limit=p.blind.llm.concurrency):
         mid = calls[i][1][2]

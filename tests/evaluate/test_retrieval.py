@@ -11,6 +11,7 @@ from dreamframe_assets.core.params import EmbedderParams
 from dreamframe_assets.core.plot import QA
 from dreamframe_assets.evaluate.retrieval import (
     average_precision,
+    retrieval_sample,
     clip_aps,
     frame_text,
     mean_ap,
@@ -98,3 +99,13 @@ def test_clip_retriever_against_the_clip_interface():
     qas = [_qa(mid, 0, "frame 3", (3,)), _qa(mid, 1, "frame 2", (0,))]  # second: ranking [2, 0, ...] -> AP 1/2
     aps, frames = clip_aps(keyframes, qas, FakeClip())
     assert math.isclose(mean_ap(aps), (1 + 1 / 2) / 2) and frames.shape == (6, 8)
+
+
+def test_the_text_retriever_runs_on_a_fixed_sample_of_movies():
+    ids = [f"movie-{i}" for i in range(50)]
+    sample = retrieval_sample(ids, 10, seed=0)
+    assert len(sample) == 10 and sample <= set(ids)
+    assert retrieval_sample(ids[::-1], 10, seed=0) == sample  # whatever the order
+    assert retrieval_sample(ids + ["movie-new"], 10, seed=0) - {"movie-new"} <= sample  # a new movie displaces one at most
+    assert retrieval_sample(ids, 10, seed=1) != sample
+    assert retrieval_sample(ids, 0, seed=0) == set(ids) == retrieval_sample(ids, 50, seed=0)
