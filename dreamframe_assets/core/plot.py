@@ -10,7 +10,7 @@ under ``data/movie_plots/`` (see ``schemas.py``); the words they use are in
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass
 
 
 @dataclass(frozen=True)
@@ -142,10 +142,32 @@ class MoviePlot:
         raise KeyError(f"{self.movie.movie_id}: no character {char_id!r}")
 
 
+_FIELDS: dict[type, tuple[str, ...]] = {}
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def plain(value):
+    """Dataclasses as dicts, tuples as lists, all the way down: what ``dataclasses.asdict``
+    gives, without its deep copy of every value (a whole dataset's plots are converted
+    on every run of a stage)."""
+    kind = type(value)
+    if kind in _SCALARS:
+        return value
+    if kind in (tuple, list):
+        return [plain(v) for v in value]
+    if kind is dict:
+        return {k: plain(v) for k, v in value.items()}
+    names = _FIELDS.get(kind)
+    if names is None:
+        if not (is_dataclass(value) and not isinstance(value, type)):
+            return value
+        names = _FIELDS[kind] = tuple(f.name for f in fields(value))
+    return {name: plain(getattr(value, name)) for name in names}
+
+
 def as_row(item) -> dict:
     """A dataclass as a table row (tuples become lists)."""
-    row = asdict(item)
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in row.items()}
+    return plain(item)
 
 
 # ---------------------------------------------------------------- QA pairs

@@ -12,7 +12,6 @@ import io
 import json
 import re
 import tarfile
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +30,7 @@ from .plot import (
     Substory,
     Tinystory,
     as_row,
+    plain,
 )
 from .cache import bytes_digest
 from .schemas import SCHEMAS, ContractError, validate
@@ -76,7 +76,7 @@ def read_table(path: Path, table: str) -> pl.DataFrame:
 
 # ---------------------------------------------------------------- plots
 def plot_to_json(plot: MoviePlot) -> bytes:
-    return json.dumps(asdict(plot), sort_keys=True, separators=(",", ":")).encode()
+    return json.dumps(plain(plot), sort_keys=True, separators=(",", ":")).encode()
 
 
 def plot_from_json(data: bytes) -> MoviePlot:

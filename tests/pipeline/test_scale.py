@@ -1,0 +1,109 @@
+"""A scaled-down paper-scale build: 40 movies from `dreamframe themes`, through every stage.
+
+What makes paper scale fast must not change what is built: the plots of the movies a stage
+computes are checked in one validation (one bad movie still fails alone), evaluation embeds
+each unique text once ahead of the movies, the text retriever runs on its fixed sample, and
+a second run computes and writes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+
+import polars as pl
+import pytest
+import yaml
+
+from dreamframe_assets.core.params import load_params
+from dreamframe_assets.core.store import read_plots, read_table, stage_dir
+from dreamframe_assets.evaluate.blind import BlindAnswerer
+from dreamframe_assets.evaluate.retrieval import retrieval_sample, text_inputs
+from dreamframe_assets.pipeline.code import STAGES
+from dreamframe_assets.pipeline.steps import STEPS, read_qa
+from dreamframe_assets.story.themes import offline_themes
+
+from ..conftest import write_project
+
+pytestmark = pytest.mark.integration
+
+MOVIES = 40
+SAMPLE = 10
+
+
+@pytest.fixture(scope="module")
+def scaled(tmp_path_factory):
+    root = write_project(tmp_path_factory.mktemp("scale"))
+    (root / "themes_40.txt").write_text("\n".join(offline_themes(MOVIES, seed=0)) + "\n")
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["movie_plots"].update(themes=[], themes_file="themes_40.txt", substories=2, tinystories=2, frames=1)
+    params["eval_scores"].update(retrieval_movies=SAMPLE)
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    params = load_params(root)
+    return root, params, {stage: STEPS[stage](root, params) for stage in STAGES}
+
+
+def test_every_movie_is_built_and_every_table_keeps_its_contract(scaled):
+    root, _, results = scaled
+    for stage in STAGES[:-1]:
+        assert len(results[stage].movies) == MOVIES
+        assert {m.state for m in results[stage].movies.values()} == {"done"}, stage
+    qa = read_table(stage_dir(root, "qa_pairs") / "qa.parquet", "qa")
+    assert qa["movie_id"].n_unique() == MOVIES
+    keyframes = read_table(stage_dir(root, "keyframes") / "keyframes.parquet", "keyframes")
+    assert keyframes.group_by("movie_id").len()["len"].to_list() == [4] * MOVIES
+    assert results["eval_scores"].counts["qa_pairs"] == qa.height
+
+
+def test_evaluation_embeds_each_unique_text_once_and_retrieves_on_its_sample(scaled):
+    root, params, _ = scaled
+    plots, qas = read_plots(root), read_qa(root)
+    by_movie: dict[str, list] = {}
+    for qa in qas:
+        by_movie.setdefault(qa.movie_id, []).append(qa)
+    sample = retrieval_sample(list(plots), SAMPLE, params.eval_scores.seed)
+    blind = BlindAnswerer(params.eval_scores, root / "unused", root / "unused")
+    texts = {t for mid, qs in by_movie.items() for t in blind.texts(qs)}
+    texts |= {t for mid in sample if by_movie.get(mid) for part in text_inputs(plots[mid], by_movie[mid]) for t in part}
+    # every one of them is in the embedding cache, and the frame texts of other movies are not
+    from dreamframe_assets.models.embed import TextEmbedder
+
+    cache = TextEmbedder(params.eval_scores.embedder, root / ".dreamframe" / "embeddings")
+    cache.encode(sorted(texts))
+    assert cache.stats()["computed"] == 0
+    others = [t for mid in set(plots) - sample if by_movie.get(mid) for t in text_inputs(plots[mid], by_movie[mid])[0]]
+    assert others
+    probe = TextEmbedder(params.eval_scores.embedder, root / ".dreamframe" / "embeddings")
+    probe._model = lambda: (_ for _ in ()).throw(AssertionError("would embed"))  # noqa: SLF001
+    with pytest.raises(AssertionError, match="would embed"):
+        probe.encode(others[:1])
+
+    metrics = json.loads((stage_dir(root, "eval_scores") / "metrics.json").read_text())
+    assert metrics["map_movies"]["text"] == len(sample & set(by_movie)) <= SAMPLE
+    assert 0.0 <= metrics["diversity"]["near_duplicate_rate_across_movies"] <= 1.0
+    assert metrics["counts"]["movies"] == MOVIES
+
+
+def test_a_second_run_computes_and_writes_nothing(scaled):
+    root, params, _ = scaled
+    before = {p: p.stat().st_mtime_ns for p in (root / "data").rglob("*") if p.is_file()}
+    for stage in STAGES:
+        result = STEPS[stage](root, params)
+        assert result.misses == 0 and result.written == [], (stage, result.written)
+    assert {p: p.stat().st_mtime_ns for p in (root / "data").rglob("*") if p.is_file()} == before
+    assert pl.read_parquet(stage_dir(root, "qa_pairs") / "qa.parquet").height > 0
+
+
+def test_one_movie_breaking_its_plot_contract_fails_alone(scaled):
+    """The stage checks all its movies' plots in one validation; when that fails, it finds
+    the culprit and the other movies are built as usual."""
+    root, params, results = scaled
+    bad = sorted(results["movie_plots"].movies)[7]
+    path = stage_dir(root, "movie_plots") / "movies" / f"{bad}.json"
+    plot = json.loads(path.read_text())
+    plot["frames"][0]["frame_index"] = -1
+    path.write_text(json.dumps(plot))
+    reseeded = params.model_copy(update={"style_banks": params.style_banks.model_copy(update={"seed": 1})})
+    result = STEPS["style_banks"](root, reseeded)
+    states = {m.movie_id: m.state for m in result.movies.values()}
+    assert {m for m, s in states.items() if s != "done"} == {bad} and len(states) == MOVIES
+    assert "frame_index" in result.movies[bad].error and f"{bad}.json" in result.movies[bad].error
