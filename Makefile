@@ -6,7 +6,7 @@ export PATH := $(BIN):$(PATH)
 export DAGSTER_HOME := $(CURDIR)/.dagster
 export DAGSTER_DISABLE_TELEMETRY := 1
 
-.PHONY: setup run test test-fast ui bench clean
+.PHONY: setup run paper test test-fast ui bench clean
 
 setup: $(VENV)/.installed
 
@@ -20,6 +20,17 @@ $(VENV)/.installed: pyproject.toml requirements.lock
 # in the instance the stages DVC restored from its run-cache (no Dagster run for those).
 run: setup
 	$(BIN)/dvc repro
+	$(BIN)/dreamframe observe
+	$(BIN)/dreamframe summary
+
+# Paper scale as a DVC experiment (README "Paper scale"): 1,000 offline themes, the paper's
+# 11 substories x 11 tinystories with one keyframe each, 128 px frames: over 100,000 QA pairs.
+PAPER := -S movie_plots.themes_file=themes_paper.txt -S 'movie_plots.themes=[]' \
+	-S movie_plots.substories=11 -S movie_plots.tinystories=11 -S movie_plots.frames=1 \
+	-S keyframes.width=128 -S keyframes.height=128
+paper: setup
+	test -f themes_paper.txt || $(BIN)/dreamframe themes --count 1000 --out themes_paper.txt
+	$(BIN)/dvc exp run $(PAPER)
 	$(BIN)/dreamframe observe
 	$(BIN)/dreamframe summary
 
@@ -44,6 +55,7 @@ bench: run
 	$(BIN)/python bench/bench_diffusion.py
 	$(BIN)/python bench/bench_eval.py
 	$(BIN)/python bench/bench_movies.py
+	$(BIN)/python bench/bench_scale.py
 
 clean:
 	rm -rf data .dreamframe

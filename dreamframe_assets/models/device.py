@@ -19,6 +19,12 @@ def load_once(key: tuple, load: Callable[[], Any]) -> Any:
         return _LOADED[key]
 
 
+def release(key: tuple) -> None:
+    """Forget a model loaded by ``load_once`` (its memory goes back once nothing else holds it)."""
+    with _LOCK:
+        _LOADED.pop(key, None)
+
+
 def auto_device(device: str) -> str:
     """``auto`` means the GPU when there is one, else the CPU."""
     import torch

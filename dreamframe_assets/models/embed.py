@@ -18,7 +18,7 @@ import numpy as np
 
 from ..core.cache import digest
 from ..core.params import EmbedderParams
-from .device import load_once
+from .device import load_once, release
 
 CACHE_FILE = "embeddings.sqlite"
 PACKAGED = "minilm"  # the packaged all-MiniLM-L6-v2, offline
@@ -75,6 +75,10 @@ class TextEmbedder:
     def _model(self) -> Any:
         p = self.params
         return load_once(("sentence-embedding", p.model, p.device), lambda: load_model(p.model, p.device))
+
+    def release(self) -> None:
+        """Let the model go (what is cached stays): for a caller that embedded all it needs."""
+        release(("sentence-embedding", self.params.model, self.params.device))
 
     def encode(self, texts: list[str]) -> np.ndarray:
         """One unit row per text, in order (n x d float32); shape (0, 0) for no texts."""
