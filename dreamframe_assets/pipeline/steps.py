@@ -31,7 +31,7 @@ from ..core.cache import ItemCache, bytes_digest, digest, write_atomic, write_if
 from ..core.ids import attempt_seed, item_seed
 from ..core.params import Params
 from ..core.plot import QA, MoviePlot, as_row
-from ..core.schemas import ContractError, validate
+from ..core.schemas import validate
 from ..core.store import (
     MOVIES,
     PLOT_TABLES,
