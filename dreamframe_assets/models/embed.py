@@ -80,34 +80,41 @@ class TextEmbedder:
         """Let the model go (what is cached stays): for a caller that embedded all it needs."""
         release(("sentence-embedding", self.params.model, self.params.device))
 
+    def _stored(self, db: sqlite3.Connection, keys: list[str], vectors: bool = True) -> dict[str, Any]:
+        """Which of ``keys`` the cache holds: key -> its vector (or None with ``vectors=False``)."""
+        found: dict[str, Any] = {}
+        column = "vec" if vectors else "NULL"
+        for start in range(0, len(keys), _CHUNK):
+            chunk = keys[start : start + _CHUNK]
+            marks = ",".join("?" * len(chunk))
+            for key, blob in db.execute(f"SELECT key, {column} FROM vectors WHERE key IN ({marks})", chunk):
+                found[key] = np.frombuffer(blob, dtype=np.float32) if vectors else None
+        return found
+
+    def _embed_into(self, db: sqlite3.Connection, texts: list[str], keys: dict[str, str]) -> np.ndarray:
+        """Embed ``texts`` and store them in one transaction (a text another process added
+        meanwhile is kept as it is); returns their unit rows."""
+        vectors = normalize(self._model().encode(
+            texts, batch_size=self.params.batch_size, convert_to_numpy=True,
+            normalize_embeddings=True, show_progress_bar=False,
+        ))
+        with db:
+            db.executemany("INSERT OR IGNORE INTO vectors (key, vec) VALUES (?, ?)",
+                           [(keys[t], v.tobytes()) for t, v in zip(texts, vectors)])
+        return vectors
+
     def encode(self, texts: list[str]) -> np.ndarray:
         """One unit row per text, in order (n x d float32); shape (0, 0) for no texts."""
         unique = list(dict.fromkeys(texts))
         if not unique:
             return np.zeros((0, 0), dtype=np.float32)
         keys = {t: digest("text-embedding", self._identity, t) for t in unique}
-        found: dict[str, np.ndarray] = {}
         db = self._connect()
         try:
-            key_list = list(keys.values())
-            for start in range(0, len(key_list), _CHUNK):
-                chunk = key_list[start : start + _CHUNK]
-                marks = ",".join("?" * len(chunk))
-                for key, blob in db.execute(f"SELECT key, vec FROM vectors WHERE key IN ({marks})", chunk):
-                    found[key] = np.frombuffer(blob, dtype=np.float32)
+            found = self._stored(db, list(keys.values()))
             missing = [t for t in unique if keys[t] not in found]
             if missing:
-                vectors = self._model().encode(
-                    missing, batch_size=self.params.batch_size, convert_to_numpy=True,
-                    normalize_embeddings=True, show_progress_bar=False,
-                )
-                vectors = normalize(vectors)
-                with db:  # one transaction; a text another process added meanwhile is kept as it is
-                    db.executemany(
-                        "INSERT OR IGNORE INTO vectors (key, vec) VALUES (?, ?)",
-                        [(keys[t], v.tobytes()) for t, v in zip(missing, vectors)],
-                    )
-                for t, v in zip(missing, vectors):
+                for t, v in zip(missing, self._embed_into(db, missing, keys)):
                     found[keys[t]] = v
         finally:
             db.close()
@@ -128,22 +135,10 @@ class TextEmbedder:
         keys = {t: digest("text-embedding", self._identity, t) for t in unique}
         db = self._connect()
         try:
-            have: set[str] = set()
-            key_list = list(keys.values())
-            for start in range(0, len(key_list), _CHUNK):
-                part = key_list[start : start + _CHUNK]
-                marks = ",".join("?" * len(part))
-                have.update(k for (k,) in db.execute(f"SELECT key FROM vectors WHERE key IN ({marks})", part))
+            have = self._stored(db, list(keys.values()), vectors=False)
             missing = sorted((t for t in unique if keys[t] not in have), key=len)
             for start in range(0, len(missing), chunk):
-                part = missing[start : start + chunk]
-                vectors = normalize(self._model().encode(
-                    part, batch_size=self.params.batch_size, convert_to_numpy=True,
-                    normalize_embeddings=True, show_progress_bar=False,
-                ))
-                with db:
-                    db.executemany("INSERT OR IGNORE INTO vectors (key, vec) VALUES (?, ?)",
-                                   [(keys[t], v.tobytes()) for t, v in zip(part, vectors)])
+                self._embed_into(db, missing[start : start + chunk], keys)
         finally:
             db.close()
         self._computed += len(missing)
