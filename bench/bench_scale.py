@@ -74,9 +74,13 @@ def main() -> None:
         sh(root, "git", "add", "-A")
         sh(root, "git", "commit", "-qm", "paper scale")
 
-        seconds = {stage: sh(root, dvc, "repro", "-s", stage) for stage in STAGES}
+        seconds, peaks = {}, {}
+        for stage in STAGES:  # the largest process so far after each stage: which stage set the peak
+            seconds[stage] = sh(root, dvc, "repro", "-s", stage)
+            peaks[stage] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+            print(f"{stage}: {seconds[stage]:.1f} s, largest process so far {peaks[stage]:.0f} MB", flush=True)
         full = sum(seconds.values())
-        peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        peak_mb = max(peaks.values())
         noop = sh(root, dvc, "repro")
         status = sh(root, dvc, "status")
         themes = (root / "themes_paper.txt").read_text().split("\n")
@@ -119,6 +123,7 @@ def main() -> None:
     (out / f"scale_{counts['movies']}.json").write_text(json.dumps(
         {"counts": counts, "shape": args.shape, "size": args.size, "seconds": {n: s for n, s, _ in rows},
          "ratios": {n: r for n, _, r in rows}, "eval_seconds_per_1000_qa": per_1000, "peak_mb": peak_mb,
+         "peak_mb_after_stage": peaks,
          "diversity": diversity, "disk_gib": disk}, indent=2))
 
 

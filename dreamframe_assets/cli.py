@@ -127,10 +127,10 @@ def _failures(result) -> list[str]:
 
 
 def run_dagster(root: Path, assets: list[str], movies: list[str] | None = None, retry: bool = False,
-                checks_only: bool = False) -> bool:
+                checks_only: bool = False, every: bool = False) -> bool:
     """Materialize assets (one run per stage, all its movies in it) in the project's instance; print what failed."""
 
-    from .runs import check_assets, materialize_stages
+    from .runs import UpToDate, check_assets, materialize_stages
 
     # Dagster's console shows each failure with its stack trace: only with --verbose; the
     # run's events (traces included) stay in the instance, and the lines below say what failed.
@@ -138,8 +138,13 @@ def run_dagster(root: Path, assets: list[str], movies: list[str] | None = None, 
     if checks_only:
         results = [check_assets(root, assets, log_level=level)]
     else:
-        results = materialize_stages(root, assets, movies=movies, retry=retry, log_level=level)
+        results = materialize_stages(root, assets, movies=movies, retry=retry, log_level=level, every=every)
     for result in results:
+        if isinstance(result, UpToDate):
+            step = result.step
+            console.print(f"[green]{step.stage}[/green]: {step.counts.get('movies', 0)} movies, none stale (no run); "
+                          f"{len(step.written)} file(s) written; {step.seconds:.1f}s", highlight=False)
+            continue
         seen = set()
         for event in result.get_asset_materialization_events():
             mat = event.event_specific_data.materialization
@@ -168,14 +173,15 @@ def run_dagster(root: Path, assets: list[str], movies: list[str] | None = None, 
 def materialize(
     assets: Annotated[Optional[list[str]], typer.Argument(help=f"Assets to build (default all): {', '.join(STAGES)}")] = None,
     movie: Annotated[Optional[list[str]], typer.Option("--movie", help="Only this movie (its partition); repeat for several.")] = None,
+    every: Annotated[bool, typer.Option("--all", help="Every movie, not only the stale ones.")] = False,
     root: RootOption = None,
 ) -> None:
     """Materialize assets through Dagster, recorded in the project's instance: each per-movie
-    asset in one run over all its movie partitions (or the ``--movie`` ones)."""
+    asset in one run over its stale movie partitions (``--all``: every one; ``--movie``: those)."""
     root = project_root(root)
     _checked(root, stages=_selection(assets or []))
     try:
-        ok = run_dagster(root, _selection(assets or []), movies=movie or None)
+        ok = run_dagster(root, _selection(assets or []), movies=movie or None, every=every)
     except ValueError as exc:  # an unknown movie
         _error(str(exc))
         raise typer.Exit(2) from None

@@ -100,6 +100,10 @@ class ItemCache:
     def _path(self, key: str) -> Path:
         return self.dir / key[:2] / key
 
+    def has(self, key: str) -> bool:
+        """Whether an entry is stored under ``key`` (not read: ``get`` checks it)."""
+        return self._path(key).exists()
+
     def get(self, key: str) -> bytes | None:
         """The item under ``key``, or None (counted as a hit or left for ``put``)."""
         path = self._path(key)

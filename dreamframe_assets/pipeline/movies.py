@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -33,6 +34,8 @@ class MovieState:
     version: str = ""  # the data version of the files its item made (``files_version``); see ``movie_version``
     error: str = ""
     counts: dict[str, int] = field(default_factory=dict)
+    key: str = ""  # the item key its files were made from (a done movie)
+    stamp: list = field(default_factory=list)  # [path in the stage folder, size, mtime_ns] of each of its files
 
 
 def movie_sources(root: Path, params: Params) -> dict[str, tuple[str, str]]:
@@ -78,7 +81,8 @@ def read_status(root: Path, stage: str) -> dict[str, dict]:
 
 
 def status_entry(s: MovieState) -> dict:
-    return {"state": s.state, "attempt": s.attempt, "error": s.error, "version": s.version}
+    return {"state": s.state, "attempt": s.attempt, "error": s.error, "version": s.version,
+            **({"key": s.key, "stamp": s.stamp} if s.state == "done" else {})}
 
 
 def write_status(root: Path, stage: str, status: dict[str, dict]) -> None:
@@ -128,6 +132,32 @@ def movie_files(folder: Path, movie_id: str) -> list[Path]:
             elif path.is_file() and path.name.split(".")[0] == movie_id:
                 found.append(path)
     return found
+
+
+def file_stamps(folder: Path, paths: Iterable[Path]) -> list[list]:
+    """What a stage's run last wrote for a movie, cheaply recognised again: each file's path
+    in the folder, size and modification time (what DVC's and make's up-to-date checks read)."""
+    stamps = []
+    for path in paths:
+        st = path.stat()
+        stamps.append([path.relative_to(folder).as_posix(), st.st_size, st.st_mtime_ns])
+    return sorted(stamps)
+
+
+def stamps_on_disk(folder: Path) -> dict[str, list[list]]:
+    """``file_stamps`` of every movie's files in a stage folder, read in one walk of it."""
+    found: dict[str, list[list]] = {}
+    for sub in (e for e in os.scandir(folder) if e.is_dir()) if folder.is_dir() else ():
+        for entry in os.scandir(sub.path):
+            if entry.name.startswith("."):
+                continue
+            mid = entry.name.split(".")[0]
+            if entry.is_dir():
+                files = [Path(d, f) for d, _, names in os.walk(entry.path) for f in names if not f.startswith(".")]
+            else:
+                files = [Path(entry.path)]
+            found.setdefault(mid, []).extend(file_stamps(folder, files))
+    return {mid: sorted(stamps) for mid, stamps in found.items()}
 
 
 def files_version(folder: Path, files: Iterable[tuple[Path, bytes]]) -> str:

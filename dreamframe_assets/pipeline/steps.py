@@ -58,6 +58,7 @@ from .code import code_version
 from .movies import (
     STATUS_DIR,
     MovieState,
+    file_stamps,
     files_version,
     movie_files,
     read_sources,
@@ -66,6 +67,7 @@ from .movies import (
     record_attempt,
     remove_files,
     remove_other_movies,
+    stamps_on_disk,
     status_entry,
     write_status,
 )
@@ -76,7 +78,7 @@ SHEET_COLUMNS = 4
 # How each stage packs an item into the cache; part of every key, so raise it when
 # the packing changes (the code that makes items is versioned by ``code.code_version``).
 STATUS_EVERY = 2.0  # seconds between rewrites of a stage's status file during a run
-ITEM_FORMAT = {"movie_plots": 2, "style_banks": 3, "keyframes": 2, "qa_pairs": 5, "eval_scores": 2}
+ITEM_FORMAT = {"movie_plots": 2, "style_banks": 3, "keyframes": 2, "qa_pairs": 5, "eval_scores": 3}
 
 
 class StepError(RuntimeError):
@@ -166,6 +168,45 @@ def run_stage(root: Path, params: Params, stage: str, movies: list[str] | None =
         return _run_stage(Path(root), params, stage, movies, retry)
 
 
+def item_key(run: Run, code: str, mid: str, attempt: int) -> tuple[str, tuple]:
+    """A movie's item key in ``run.stage`` (over all of its inputs: its upstream files, the
+    stage's params, backend, code and attempt) and the arguments that compute it."""
+    parts, args = INPUTS[run.stage](run, mid, attempt)
+    return digest(run.stage, ITEM_FORMAT[run.stage], run.identity, code, attempt, parts), args
+
+
+def stale_movies(root: Path, params: Params, stage: str, recorded: dict) -> list[str]:
+    """The movies a run of ``stage`` has work for, in order: those whose item is not cached
+    under the key their inputs give now, whose files on disk are not the ones their last run
+    wrote from that item (``file_stamps``), whose last run did not end done, or whose data
+    version the Dagster instance does not hold (``recorded``: movie id -> version). For the
+    others a run would compute, write and record nothing new."""
+    root = Path(root)
+    sources, _ = read_sources(root, params)
+    folder = stage_dir(root, stage)
+    run = Run(root, params, stage, folder, backend(stage, params, root).identity(), sources)
+    code = code_version(stage)
+    cache = ItemCache(root, stage)
+    status = read_status(root, stage)
+    attempts = read_retries(root).get(stage, {})
+    on_disk = stamps_on_disk(folder)
+    stale = []
+    for mid in sources:
+        entry = status.get(mid, {})
+        if entry.get("state") != "done" or recorded.get(mid) != entry.get("version") \
+                or on_disk.get(mid) != entry.get("stamp"):
+            stale.append(mid)
+            continue
+        try:
+            key = item_key(run, code, mid, attempts.get(mid, 0))[0]
+        except Exception:  # noqa: BLE001 - a missing or broken upstream: the run says which
+            stale.append(mid)
+            continue
+        if key != entry.get("key") or not cache.has(key):
+            stale.append(mid)
+    return stale
+
+
 @contextmanager
 def stage_lock(root: Path, stage: str) -> Iterator[None]:
     """One run of a stage at a time in a project. A second run says that it waits, and for
@@ -211,7 +252,7 @@ def _run_stage(root: Path, params: Params, stage: str, movies: list[str] | None,
     repaired: list[str] = []
 
     def settle(mid: str, attempt: int, outcome: str, value: Any, cached: bool = False, message: str = "",
-               key: str | None = None) -> bool:
+               key: str = "") -> bool:
         """Write (or clear) one movie's files as soon as it is known, and its status. A computed
         item that makes good files goes into the cache under ``key`` first: a run killed at
         any point after this never computes it again."""
@@ -224,7 +265,7 @@ def _run_stage(root: Path, params: Params, stage: str, movies: list[str] | None,
             except Exception as exc:  # noqa: BLE001 - an item that breaks its contract fails its movie
                 log.debug("%s: movie %s: bad output", stage, mid, exc_info=True)
                 return settle(mid, attempt, "failed", f"{type(exc).__name__}: {exc}")
-            if key is not None:
+            if not cached:
                 cache.put(key, value, item=mid)  # only an item that makes its files is kept
             changed = [p for p, data in files.items() if write_if_changed(p, data)]
             mended = [str(p.relative_to(root)) for p in changed if cached and p in old]
@@ -234,7 +275,8 @@ def _run_stage(root: Path, params: Params, stage: str, movies: list[str] | None,
                             stage, mid, ", ".join(mended))
             written.extend(str(p.relative_to(root)) for p in changed)
             written.extend(remove_files([p for p in old if p not in files], folder))
-            states[mid] = MovieState(mid, state, attempt, cached, files_version(folder, files.items()), counts=counts)
+            states[mid] = MovieState(mid, state, attempt, cached, files_version(folder, files.items()), counts=counts,
+                                     key=key, stamp=file_stamps(folder, files))
         else:
             written.extend(remove_files(old, folder))  # never leave an output made from other inputs
             if outcome == "quarantined":
@@ -266,7 +308,7 @@ def _run_stage(root: Path, params: Params, stage: str, movies: list[str] | None,
             if mid not in ids:
                 raise MissingInput(f"movie {mid!r} is not in movie_plots.themes, themes_file or stories_dir "
                                    "(removed? its partition goes at the next sensor tick)", "movie_plots")
-            parts, args = INPUTS[stage](run, mid, attempt)
+            key, args = item_key(run, code, mid, attempt)
         except MissingInput as exc:
             upstream = read_status(root, exc.upstream).get(mid, {}).get("state") if mid in ids else None
             settle(mid, attempt, "skipped" if upstream in ("quarantined", "skipped") else "failed", str(exc))
@@ -274,12 +316,11 @@ def _run_stage(root: Path, params: Params, stage: str, movies: list[str] | None,
         except Exception as exc:  # noqa: BLE001 - e.g. an upstream file that breaks its contract
             settle(mid, attempt, "failed", f"{type(exc).__name__}: {exc}")
             continue
-        key = digest(stage, ITEM_FORMAT[stage], run.identity, code, attempt, parts)
         data = cache.get(key)
         if data is not None:
             if retry:
                 record_attempt(root, stage, mid, attempt)
-            settle(mid, attempt, "ok", data, cached=True)
+            settle(mid, attempt, "ok", data, cached=True, key=key)
         else:
             calls.append((compute_movie, (stage, params, str(root), args)))
             pending.append((mid, key, attempt))
@@ -718,6 +759,14 @@ def _eval_compute(params: Params, root: str, mid: str, plot_json: str, qa_rows: 
     return json.dumps(scores).encode()
 
 
+def _file_digest(path: Path) -> str:
+    """The digest of a file's bytes; "" when it is not there."""
+    try:
+        return bytes_digest(path.read_bytes())
+    except FileNotFoundError:
+        return ""
+
+
 def _warm_embeddings(embedder: Any, answerers: list[Any], retrievers: list[str],
                      movies: list[tuple[MoviePlot, list[QA], bool]]) -> None:
     """Every text the movies about to be evaluated will embed, embedded here in one pass
@@ -766,12 +815,15 @@ def _evaluate_dataset(root: Path, params: Params) -> StepResult:
     retrieved = retrieval_sample(list(plots), p.retrieval_movies, p.seed)  # the text retriever's movies
     items, calls = {}, []
     for mid, plot in plots.items():
-        plot_json, rows = plot_to_json(plot).decode(), [as_row(q) for q in by_movie[mid]]
+        # keyed by the movie's files (its plot and its QA item, which the dataset tables are
+        # assembled from), not by the rows read back: the same inputs, without re-serialising them
+        sources = [_file_digest(stage_dir(root, stage) / MOVIES / f"{mid}.json") for stage in ("movie_plots", "qa_pairs")]
         key = digest("eval_scores", ITEM_FORMAT["eval_scores"], code, identities, p.seed, p.retrievers, p.clip_model,
-                     p.embedder.model, plot_json, rows, shas[mid], mid in retrieved)
+                     p.embedder.model, sources, shas[mid], mid in retrieved)
         data = cache.get(key)
         if data is None:
-            calls.append((_eval_compute, (params, str(root), mid, plot_json, rows, mid in retrieved)))
+            calls.append((_eval_compute, (params, str(root), mid, plot_to_json(plot).decode(),
+                                          [as_row(q) for q in by_movie[mid]], mid in retrieved)))
         items[mid] = (key, data)
     _warm_embeddings(embedder, answerers, p.retrievers,
                      [(plots[mid], by_movie[mid], mid in retrieved) for mid in (c[1][2] for c in calls)])

@@ -115,9 +115,14 @@ def test_changing_one_theme_redoes_one_movie_per_stage(repo):
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     out = sh(repo, dvc, "repro")
     assert ran(out) == {"movie_plots", "style_banks", "keyframes", "qa_pairs", "eval_scores"}
-    for stage in ["movie_plots", "style_banks", "keyframes", "qa_pairs", "eval_scores"]:
+    # each per-movie stage runs (and records) the one stale movie; evaluation reads all three
+    for stage in ["movie_plots", "style_banks", "keyframes", "qa_pairs"]:
         md = latest(repo, stage)
-        assert (md["cache_misses"], md["cache_hits"]) == (1, 2), stage
+        assert (md["cache_misses"], md["cache_hits"], md["count_movies"]) == (1, 0, 3), stage
+    md = latest(repo, "eval_scores")
+    assert (md["cache_misses"], md["cache_hits"]) == (1, 2)
+    again = sh(repo, dvc, "repro")
+    assert ran(again) == set()
     sh(repo, "git", "add", "-A")
     sh(repo, "git", "commit", "-qm", "new theme")
 

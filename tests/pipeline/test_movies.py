@@ -342,3 +342,47 @@ def test_retry_failed_redoes_the_failed_movie_and_what_is_below_it(project, monk
         assert read_status(project, stage)[broken]["state"] == "done", stage
     assert read_retries(project) == {"keyframes": {broken: 1}}
     assert json.loads((project / "data/eval_scores/metrics.json").read_text())["counts"]["movies"] == 3
+
+
+def test_a_run_covers_the_stale_movies_only(built_dataset, tmp_path):
+    """What ``dreamframe materialize`` (each DVC stage) runs: no movie whose item is cached, whose
+    files are the ones its item made and whose version the instance holds; each of those
+    reasons alone makes a movie stale, in that stage only. With none stale there is no run,
+    and the tables are assembled again all the same."""
+    from dreamframe_assets.core.cache import ItemCache
+    from dreamframe_assets.pipeline.movies import movie_ids
+    from dreamframe_assets.pipeline.steps import stale_movies
+    from dreamframe_assets.runs import UpToDate, latest_versions, materialize_stages
+
+    root = copy_built(built_dataset, tmp_path / "project")
+    params = load_params(root)
+    first, second, third = movie_ids(root, params)
+    recorded = {stage: {m: e["version"] for m, e in read_status(root, stage).items()} for stage in PER_MOVIE}
+    assert {stage: stale_movies(root, params, stage, recorded[stage]) for stage in PER_MOVIE} == {
+        stage: [] for stage in PER_MOVIE}
+    # the instance does not hold the movie's version
+    assert stale_movies(root, params, "style_banks", {**recorded["style_banks"], first: "other"}) == [first]
+    # a movie's file changed on disk (edited, damaged): that stage only
+    shard = root / "data/keyframes/shards" / f"{second}.tar"
+    shard.write_bytes(shard.read_bytes()[:-1] + b"x")
+    assert {stage: stale_movies(root, params, stage, recorded[stage]) for stage in PER_MOVIE} == {
+        "movie_plots": [], "style_banks": [], "keyframes": [second], "qa_pairs": []}
+    # its cached item is gone
+    key = read_status(root, "qa_pairs")[third]["key"]
+    ItemCache(root, "qa_pairs")._path(key).unlink()
+    assert stale_movies(root, params, "qa_pairs", recorded["qa_pairs"]) == [third]
+    # an input changed: a stage param is in every movie's key
+    set_params(root, style_banks={"seed": params.style_banks.seed + 1})
+    assert stale_movies(root, load_params(root), "style_banks", recorded["style_banks"]) == [first, second, third]
+
+    # through Dagster: a fresh instance holds nothing, so every movie runs once; then none
+    fresh = copy_built(built_dataset, tmp_path / "fresh")
+    instance = dg.DagsterInstance.ephemeral()
+    done = materialize(fresh, ["movie_plots", "style_banks"], instance=instance)
+    assert done.success and len(done.asset_materializations_for_node("style_banks")) == 3
+    assert latest_versions(instance, "style_banks") == recorded["style_banks"]
+    again = materialize_stages(fresh, ["movie_plots", "style_banks"], instance=instance)
+    assert [type(r) for r in again] == [UpToDate, UpToDate]
+    assert again[1].step.counts["movies"] == 3 and again[1].step.written == []
+    every = materialize_stages(fresh, ["style_banks"], instance=instance, every=True)
+    assert len(every[0].asset_materializations_for_node("style_banks")) == 3
