@@ -76,10 +76,14 @@ def run_all(calls: Sequence[Call], params: ExecutorParams, work: Work, io_limit:
         while pending:
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
             for future in sorted(done, key=futures.__getitem__):
+                # let go of each future as it is handed back: a finished future holds its result,
+                # and a stage of 1,000 movies of 4 MB keyframe shards would otherwise keep 4 GB
+                index = futures.pop(future)
                 error = future.exception()
                 if isinstance(error, BrokenExecutor):  # a worker died (out of memory, a crash): start afresh next time
                     _POOLS.pop(work, None)
-                yield futures[future], error if error is not None else future.result()
+                yield index, error if error is not None else future.result()
+                del future
     finally:
         for future in pending:
             future.cancel()
@@ -175,8 +179,11 @@ def _ray(calls: Sequence[Call], params: ExecutorParams, work: Work) -> Iterator[
     while pending:
         done, pending = ray.wait(pending, num_returns=1)
         for ref in done:
+            index = refs.pop(ref)  # the object store may free a result once no reference is left
             try:
                 result = ray.get(ref)
             except Exception as exc:  # noqa: BLE001 - a worker that died (out of memory, a node lost): that movie failed
                 result = exc
-            yield refs[ref], result
+            del ref
+            yield index, result
+            del result

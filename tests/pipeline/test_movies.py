@@ -386,3 +386,22 @@ def test_a_run_covers_the_stale_movies_only(built_dataset, tmp_path):
     assert again[1].step.counts["movies"] == 3 and again[1].step.written == []
     every = materialize_stages(fresh, ["style_banks"], instance=instance, every=True)
     assert len(every[0].asset_materializations_for_node("style_banks")) == 3
+
+
+def test_the_worker_pool_lets_go_of_each_result_once_handed_back():
+    """The stage writes each movie's result and drops it; the pool must not keep it either (a
+    finished future holds its result: 1,000 keyframe shards of 4 MB would be 4 GB)."""
+    from dreamframe_assets.core.params import ExecutorParams
+
+    calls = [(os.urandom, (4_000_000,))] * 12  # a picklable function returning 4 MB, in 2 worker processes
+    seen = 0
+    tracemalloc.start()
+    try:
+        for _, data in executor.run_all(calls, ExecutorParams(workers=2), "cpu"):
+            seen += len(data)
+            del data
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert seen == 12 * 4_000_000
+    assert peak < 5 * 4_000_000, peak  # a few results at a time, not all twelve
