@@ -128,7 +128,7 @@ def _failures(result) -> list[str]:
 
 def run_dagster(root: Path, assets: list[str], movies: list[str] | None = None, retry: bool = False,
                 checks_only: bool = False, every: bool = False) -> bool:
-    """Materialize assets (one run per stage, all its movies in it) in the project's instance; print what failed."""
+    """Materialize assets (a run per stage over its stale movies, or ``movies``, or ``every`` one) in the project's instance; print what failed."""
 
     from .runs import UpToDate, check_assets, materialize_stages
 

@@ -1,8 +1,9 @@
 """Launching assets in the project's Dagster instance, the way DVC stages and the CLI do.
 
-One stage at a time, in order. A per-movie stage builds all of its movies (or the ones
-asked for) in one run: a single-run backfill over the movie partitions, which the
-instance records per movie just as a backfill launched from the UI would be.
+One stage at a time, in order. A per-movie stage builds its stale movies (or every one,
+or the ones asked for) in one run, or a few: a single-run backfill over a range of movie
+partitions, which the instance records per movie just as a backfill launched from the UI
+would be.
 
 Files that DVC puts in place (``dvc checkout``, ``dvc exp apply``, a ``dvc repro`` served from
 its run-cache) come with no Dagster run: ``observe`` records them, so the UI shows what is on disk.
@@ -58,6 +59,17 @@ def partition_ranges(order: list[str], chosen: list[str]) -> list[tuple[str, str
     return ranges
 
 
+def merge_ranges(order: list[str], ranges: list[tuple[str, str]], most: int) -> list[tuple[str, str]]:
+    """At most ``most`` ranges covering ``ranges``: the two closest (in ``order``) merged until
+    there are that few. A run has a fixed cost, a movie in between a small one (a cache hit)."""
+    place = {key: i for i, key in enumerate(order)}
+    spans = [[place[a], place[b]] for a, b in ranges]
+    while len(spans) > most:
+        i = min(range(len(spans) - 1), key=lambda j: spans[j + 1][0] - spans[j][1])
+        spans[i:i + 2] = [[spans[i][0], spans[i + 1][1]]]
+    return [(order[a], order[b]) for a, b in spans]
+
+
 def check_assets(root: Path, assets: list[str], instance=None, log_level: str = "WARNING"):
     """Run the separate checks of ``assets`` (eval_scores' checks on the dataset tables) without
     materializing anything; the per-movie assets check in their own step."""
@@ -75,7 +87,7 @@ def _log_config(level: str) -> dict:
     return {"loggers": {"console": {"config": {"log_level": level}}}}
 
 
-MAX_RUNS = 4  # stale movies in more ranges than this: one run over the range that covers them
+MAX_RUNS = 4  # runs of a stage at most: ranges of stale movies are merged across their smallest gaps
 
 
 @dataclass
@@ -136,9 +148,7 @@ def materialize_stages(root: Path, stages: list[str], instance=None, movies: lis
             if not chosen:
                 results.append(UpToDate(stage, run_stage(root, load_params(root), stage, [])))
                 continue
-            ranges = partition_ranges(order, chosen)
-            if len(ranges) > MAX_RUNS:
-                ranges = [(ranges[0][0], ranges[-1][1])]
+            ranges = merge_ranges(order, partition_ranges(order, chosen), MAX_RUNS)
             runs = [{RANGE_START: a, RANGE_END: b, **({RETRY_TAG: "true"} if retry else {})} for a, b in ranges]
         for tags in runs:
             result = dg.materialize([*defs.assets, *defs.asset_checks], selection=dg.AssetSelection.assets(stage),

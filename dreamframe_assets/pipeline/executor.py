@@ -75,15 +75,20 @@ def run_all(calls: Sequence[Call], params: ExecutorParams, work: Work, io_limit:
     try:
         while pending:
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for future in sorted(done, key=futures.__getitem__):
+            batch = sorted(done, key=futures.__getitem__)
+            del done
+            while batch:
                 # let go of each future as it is handed back: a finished future holds its result,
                 # and a stage of 1,000 movies of 4 MB keyframe shards would otherwise keep 4 GB
+                future = batch.pop(0)
                 index = futures.pop(future)
                 error = future.exception()
                 if isinstance(error, BrokenExecutor):  # a worker died (out of memory, a crash): start afresh next time
                     _POOLS.pop(work, None)
-                yield index, error if error is not None else future.result()
+                result = error if error is not None else future.result()
                 del future
+                yield index, result
+                del result
     finally:
         for future in pending:
             future.cancel()

@@ -82,7 +82,7 @@ def read_status(root: Path, stage: str) -> dict[str, dict]:
 
 def status_entry(s: MovieState) -> dict:
     return {"state": s.state, "attempt": s.attempt, "error": s.error, "version": s.version,
-            **({"key": s.key, "stamp": s.stamp} if s.state == "done" else {})}
+            **({"key": s.key, "stamp": s.stamp} if s.state != "failed" else {})}
 
 
 def write_status(root: Path, stage: str, status: dict[str, dict]) -> None:
@@ -151,12 +151,16 @@ def stamps_on_disk(folder: Path) -> dict[str, list[list]]:
         for entry in os.scandir(sub.path):
             if entry.name.startswith("."):
                 continue
-            mid = entry.name.split(".")[0]
-            if entry.is_dir():
+            if entry.is_dir():  # <kind>/<movie_id>/..., as ``movie_files`` reads them
+                mid = entry.name
                 files = [Path(d, f) for d, _, names in os.walk(entry.path) for f in names if not f.startswith(".")]
             else:
+                mid = entry.name.split(".")[0]
                 files = [Path(entry.path)]
-            found.setdefault(mid, []).extend(file_stamps(folder, files))
+            try:
+                found.setdefault(mid, []).extend(file_stamps(folder, files))
+            except FileNotFoundError:  # removed meanwhile (a run of the stage at work): stale either way
+                found[mid] = [["(changing)", -1, -1]]
     return {mid: sorted(stamps) for mid, stamps in found.items()}
 
 

@@ -175,6 +175,12 @@ def item_key(run: Run, code: str, mid: str, attempt: int) -> tuple[str, tuple]:
     return digest(run.stage, ITEM_FORMAT[run.stage], run.identity, code, attempt, parts), args
 
 
+def skip_key(root: Path, upstream: str, mid: str) -> str:
+    """What a movie skipped for want of its upstream output depends on: that upstream's state."""
+    entry = read_status(root, upstream).get(mid, {})
+    return digest("skipped", upstream, entry.get("state"), entry.get("version"), entry.get("attempt"))
+
+
 def stale_movies(root: Path, params: Params, stage: str, recorded: dict) -> list[str]:
     """The movies a run of ``stage`` has work for, in order: those whose item is not cached
     under the key their inputs give now, whose files on disk are not the ones their last run
@@ -193,16 +199,21 @@ def stale_movies(root: Path, params: Params, stage: str, recorded: dict) -> list
     stale = []
     for mid in sources:
         entry = status.get(mid, {})
-        if entry.get("state") != "done" or recorded.get(mid) != entry.get("version") \
-                or on_disk.get(mid) != entry.get("stamp"):
+        state = entry.get("state")
+        if state not in ("done", "quarantined", "skipped") or recorded.get(mid) != entry.get("version") \
+                or on_disk.get(mid, []) != entry.get("stamp"):
             stale.append(mid)
             continue
         try:
             key = item_key(run, code, mid, attempts.get(mid, 0))[0]
-        except Exception:  # noqa: BLE001 - a missing or broken upstream: the run says which
+        except MissingInput as exc:
+            key = skip_key(root, exc.upstream, mid)
+        except Exception:  # noqa: BLE001 - a broken upstream: the run says which
             stale.append(mid)
             continue
-        if key != entry.get("key") or not cache.has(key):
+        # a done movie's item must still be in the cache; a movie its model could not write
+        # (quarantined) has none, and a skipped one nothing to make: their key says it all
+        if key != entry.get("key") or (state == "done" and not cache.has(key)):
             stale.append(mid)
     return stale
 
@@ -279,12 +290,15 @@ def _run_stage(root: Path, params: Params, stage: str, movies: list[str] | None,
                                      key=key, stamp=file_stamps(folder, files))
         else:
             written.extend(remove_files(old, folder))  # never leave an output made from other inputs
+            files = {}
             if outcome == "quarantined":
-                path = folder / "quarantine" / f"{mid}.json"
-                if write_if_changed(path, json.dumps(value, sort_keys=True).encode()):
-                    written.append(str(path.relative_to(root)))
-            states[mid] = MovieState(mid, outcome, attempt, version=bytes_digest(json.dumps(value).encode())
-                                     if outcome == "quarantined" else "", error=message if outcome == "quarantined" else value)
+                files = {folder / "quarantine" / f"{mid}.json": json.dumps(value, sort_keys=True).encode()}
+                written.extend(str(p.relative_to(root)) for p, data in files.items() if write_if_changed(p, data))
+            # a quarantined or skipped movie keeps its key: the same inputs would come out the same
+            # (a model's answers are replayed), so it is not stale until they change or it is retried
+            states[mid] = MovieState(mid, outcome, attempt, version=files_version(folder, files.items()),
+                                     error=message if outcome == "quarantined" else value,
+                                     key=key if outcome != "failed" else "", stamp=file_stamps(folder, files))
         entry = status_entry(states[mid])
         if status.get(mid) != entry:  # a changed state is on disk soon: a killed run keeps it
             status[mid] = entry
@@ -311,7 +325,8 @@ def _run_stage(root: Path, params: Params, stage: str, movies: list[str] | None,
             key, args = item_key(run, code, mid, attempt)
         except MissingInput as exc:
             upstream = read_status(root, exc.upstream).get(mid, {}).get("state") if mid in ids else None
-            settle(mid, attempt, "skipped" if upstream in ("quarantined", "skipped") else "failed", str(exc))
+            settle(mid, attempt, "skipped" if upstream in ("quarantined", "skipped") else "failed", str(exc),
+                   key=skip_key(root, exc.upstream, mid))
             continue
         except Exception as exc:  # noqa: BLE001 - e.g. an upstream file that breaks its contract
             settle(mid, attempt, "failed", f"{type(exc).__name__}: {exc}")

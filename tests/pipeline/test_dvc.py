@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from dreamframe_assets.core.ids import movie_id_for
+
 from ..conftest import REPO, tiny_params
 
 BIN = Path(sys.executable).parent
@@ -111,10 +113,17 @@ def test_changing_one_theme_redoes_one_movie_per_stage(repo):
     dvc = str(BIN / "dvc")
     sh(repo, dvc, "repro")
     params = yaml.safe_load((repo / "params.yaml").read_text())
+    # the other movies' files stay as they are (the outputs persist): not even rewritten
+    others = {p: p.stat().st_mtime_ns for stage in ["movie_plots", "style_banks", "keyframes", "qa_pairs"]
+              for p in (repo / "data" / stage).glob("*/*")
+              if p.is_file() and p.name.split(".")[0] != movie_id_for(params["movie_plots"]["themes"][2])}
     params["movie_plots"]["themes"][2] = "A kite maker races the autumn wind"
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     out = sh(repo, dvc, "repro")
     assert ran(out) == {"movie_plots", "style_banks", "keyframes", "qa_pairs", "eval_scores"}
+    assert {p.parent.parent.name for p in others} == {"movie_plots", "style_banks", "keyframes", "qa_pairs"}
+    assert len({p.name.split(".")[0] for p in others}) == 2  # the two movies whose theme stayed
+    assert {p: p.stat().st_mtime_ns for p in others} == others
     # each per-movie stage runs (and records) the one stale movie; evaluation reads all three
     for stage in ["movie_plots", "style_banks", "keyframes", "qa_pairs"]:
         md = latest(repo, stage)
