@@ -130,6 +130,7 @@ def materialize_stages(root: Path, stages: list[str], instance=None, movies: lis
 
     os.environ["DREAMFRAME_ROOT"] = str(root)
     instance = instance or use_instance(root)
+    params = load_params(root)
     results = []
     for stage in stages:
         runs: list[dict[str, str]] = [{}]
@@ -144,9 +145,9 @@ def materialize_stages(root: Path, stages: list[str], instance=None, movies: lis
             elif every or retry:
                 chosen = ids
             else:
-                chosen = stale_movies(root, load_params(root), stage, latest_versions(instance, stage))
+                chosen = stale_movies(root, params, stage, latest_versions(instance, stage))
             if not chosen:
-                results.append(UpToDate(stage, run_stage(root, load_params(root), stage, [])))
+                results.append(UpToDate(stage, run_stage(root, params, stage, [])))
                 continue
             ranges = merge_ranges(order, partition_ranges(order, chosen), MAX_RUNS)
             runs = [{RANGE_START: a, RANGE_END: b, **({RETRY_TAG: "true"} if retry else {})} for a, b in ranges]

@@ -122,15 +122,19 @@ def write_retries(root: Path, retries: dict[str, dict[str, int]]) -> None:
     write_atomic(Path(root) / RETRIES_FILE, (head + (body if body.strip() != "{}" else "")).encode())
 
 
+def movie_of(name: str, is_dir: bool) -> str:
+    """The movie an entry of a stage's ``<kind>/`` folder belongs to: ``<movie_id>/`` or ``<movie_id>.<ext>``."""
+    return name if is_dir else name.split(".")[0]
+
+
 def movie_files(folder: Path, movie_id: str) -> list[Path]:
     """A movie's files in a stage folder: ``<kind>/<movie_id>.<ext>`` and ``<kind>/<movie_id>/...``."""
     found: list[Path] = []
     for sub in sorted(p for p in folder.glob("*") if p.is_dir()):
         for path in sub.glob(f"{movie_id}*"):
-            if path.is_dir() and path.name == movie_id:
-                found += sorted(p for p in path.rglob("*") if p.is_file())
-            elif path.is_file() and path.name.split(".")[0] == movie_id:
-                found.append(path)
+            if movie_of(path.name, path.is_dir()) != movie_id:
+                continue
+            found += sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
     return found
 
 
@@ -151,11 +155,10 @@ def stamps_on_disk(folder: Path) -> dict[str, list[list]]:
         for entry in os.scandir(sub.path):
             if entry.name.startswith("."):
                 continue
-            if entry.is_dir():  # <kind>/<movie_id>/..., as ``movie_files`` reads them
-                mid = entry.name
+            mid = movie_of(entry.name, entry.is_dir())
+            if entry.is_dir():
                 files = [Path(d, f) for d, _, names in os.walk(entry.path) for f in names if not f.startswith(".")]
             else:
-                mid = entry.name.split(".")[0]
                 files = [Path(entry.path)]
             try:
                 found.setdefault(mid, []).extend(file_stamps(folder, files))

@@ -774,11 +774,11 @@ def _eval_compute(params: Params, root: str, mid: str, plot_json: str, qa_rows: 
     return json.dumps(scores).encode()
 
 
-def _file_digest(path: Path) -> str:
-    """The digest of a file's bytes; "" when it is not there."""
+def _movie_digest(root: Path, stage: str, mid: str) -> str:
+    """The digest of a movie's file in ``stage`` (``_movie_json``); "" when it has none."""
     try:
-        return bytes_digest(path.read_bytes())
-    except FileNotFoundError:
+        return bytes_digest(_movie_json(root, stage, mid))
+    except MissingInput:
         return ""
 
 
@@ -832,7 +832,7 @@ def _evaluate_dataset(root: Path, params: Params) -> StepResult:
     for mid, plot in plots.items():
         # keyed by the movie's files (its plot and its QA item, which the dataset tables are
         # assembled from), not by the rows read back: the same inputs, without re-serialising them
-        sources = [_file_digest(stage_dir(root, stage) / MOVIES / f"{mid}.json") for stage in ("movie_plots", "qa_pairs")]
+        sources = [_movie_digest(root, stage, mid) for stage in ("movie_plots", "qa_pairs")]
         key = digest("eval_scores", ITEM_FORMAT["eval_scores"], code, identities, p.seed, p.retrievers, p.clip_model,
                      p.embedder.model, sources, shas[mid], mid in retrieved)
         data = cache.get(key)
