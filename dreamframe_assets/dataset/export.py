@@ -62,6 +62,7 @@ from ..core.store import (
     stage_dir,
 )
 from ..evaluate.choice import LETTERS
+from ..models.embed import embedder_name
 from ..models.llm import load_prompt, prompt_names
 from ..pipeline.backends import checked_params
 
@@ -336,11 +337,11 @@ def model_ids(params: Params) -> list[tuple[str, str, str]]:
         ("keyframe renderer (`keyframes.renderer`)", p.keyframes.renderer,
          diffusion(p.keyframes.renderer, p.keyframes.diffusion)),
         ("QA writer (`qa_pairs.writer`)", p.qa_pairs.writer, llm(p.qa_pairs.writer, p.qa_pairs.llm)),
-        ("QA near-duplicate embedder", "embedding", p.qa_pairs.embedder.model),
+        ("QA near-duplicate embedder", "embedding", embedder_name(p.qa_pairs.embedder)),
     ]
     e = p.eval_scores
     if "blind" in e.answerers:
-        blind = e.embedder.model if e.blind.backend == "embedding" else f"{e.blind.llm.model} ({e.blind.llm.client})"
+        blind = embedder_name(e.embedder) if e.blind.backend == "embedding" else f"{e.blind.llm.model} ({e.blind.llm.client})"
         rows.append(("blind answerer", e.blind.backend, blind))
     if "vlm" in e.answerers:
         rows.append(("VLM answerer", "transformers", e.vlm.model))

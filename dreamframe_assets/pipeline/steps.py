@@ -53,6 +53,7 @@ from ..core.store import (
 )
 from ..core.vocabulary import GROUNDED_QTYPES
 from ..models.device import load_once
+from ..models.embed import embedder_identity
 from . import backends, executor
 from .code import code_version
 from .movies import (
@@ -636,7 +637,7 @@ def _qa_inputs(run: Run, mid: str, attempt: int) -> tuple[Any, tuple]:
     plot_json = _movie_json(run.root, "movie_plots", mid).decode()
     frames = len(json.loads(_movie_json(run.root, "keyframes", mid)))
     seed = attempt_seed(p.seed, attempt)
-    return [plot_json, p.grounded_per_frame, seed, _qa_gate_params(run.params), p.embedder.model, frames], \
+    return [plot_json, p.grounded_per_frame, seed, _qa_gate_params(run.params), embedder_identity(p.embedder), frames], \
         (mid, frames, seed)
 
 
@@ -834,7 +835,7 @@ def _evaluate_dataset(root: Path, params: Params) -> StepResult:
         # assembled from), not by the rows read back: the same inputs, without re-serialising them
         sources = [_movie_digest(root, stage, mid) for stage in ("movie_plots", "qa_pairs")]
         key = digest("eval_scores", ITEM_FORMAT["eval_scores"], code, identities, p.seed, p.retrievers, p.clip_model,
-                     p.embedder.model, sources, shas[mid], mid in retrieved)
+                     embedder.identity(), sources, shas[mid], mid in retrieved)
         data = cache.get(key)
         if data is None:
             calls.append((_eval_compute, (params, str(root), mid, plot_to_json(plot).decode(),

@@ -134,3 +134,18 @@ def test_warm_embeds_what_is_missing_once_sorted_by_length(tmp_path, loads):
     fresh = TextEmbedder(EmbedderParams(), tmp_path)
     fresh.encode(["bb", "c", "a much longer text here"])
     assert fresh.stats()["computed"] == 0 and e.warm(["bb"]) == 0
+
+
+def test_bfloat16_vectors_stay_within_a_hair_of_float32_and_never_share_their_cache(tmp_path):
+    """``dtype: auto`` computes in bfloat16 where the chip has it: the vectors differ from
+    float32 by far less than any threshold's margin, and each precision keeps its own entries."""
+    texts = ["How many people are in keyframe 2?", "Because Noemi makes a careful plan at the market square.",
+             "What colour is the person furthest to the left wearing in keyframe 34?", "purple"]
+    full = TextEmbedder(EmbedderParams(dtype="float32"), tmp_path)
+    half = TextEmbedder(EmbedderParams(dtype="bfloat16"), tmp_path)
+    assert full.identity() != half.identity() and EmbedderParams().dtype == "auto"
+    a, b = full.encode(texts), half.encode(texts)
+    assert half.stats()["computed"] == len(texts)  # not served float32 vectors
+    assert not np.array_equal(a, b)
+    assert np.abs(a @ a.T - b @ b.T).max() < 0.01
+    assert np.array_equal(TextEmbedder(EmbedderParams(dtype="bfloat16"), tmp_path).encode(texts), b)
