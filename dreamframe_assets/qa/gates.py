@@ -11,8 +11,8 @@ wrong options') gives that answer away to a model shown the movie's QA together,
 trainers that pack a video's QA into one conversation do; the revealing QA is dropped
 (``reveal_pairs``), and so is a question that echoes its own answer.
 
-Near-duplicates: two QAs of a movie whose "question + answer" embeddings have a
-cosine of at least the threshold AND the same evidence frames ask the same thing
+Near-duplicates: two QAs of a movie whose question and answer embeddings (summed,
+``dedup_vectors``) have a cosine of at least the threshold AND the same evidence frames ask the same thing
 about the same moment; the later one is dropped. (Template questions about
 different frames, "How many people are in keyframe 5?" / "... keyframe 6?", are
 alike as text but not duplicates.)
@@ -92,8 +92,8 @@ def similar_pairs(vectors: np.ndarray, threshold: float) -> list[tuple[int, int]
 def duplicate_pairs(qas: list[QA], vectors: np.ndarray, threshold: float) -> dict[int, int]:
     """Later QA index -> the earlier QA it duplicates: the near-duplicate rule, the one the gate,
     the blocking check and the diversity metric all use. Two QAs are duplicates when they are
-    of the same movie, about the same evidence frames, and their "question + answer"
-    embeddings have cosine >= ``threshold``; a QA that is itself a duplicate is not an original."""
+    of the same movie, about the same evidence frames, and their question-and-answer
+    vectors (``dedup_vectors``) have cosine >= ``threshold``; a QA that is itself a duplicate is not an original."""
     earlier: dict[int, list[int]] = {}
     for j, i in similar_pairs(vectors, threshold) if len(qas) > 1 else []:
         earlier.setdefault(i, []).append(j)
@@ -179,12 +179,16 @@ def reveal_pairs(qas: list[QA]) -> list[tuple[int, int]]:
     return out
 
 
-def dedup_text(qa: QA) -> str:
-    return f"{qa.question} {qa.answer}"
+def dedup_texts(qa: QA) -> tuple[str, str]:
+    """What the near-duplicate rule embeds of a QA: its question and its answer, apart. They are
+    texts evaluation embeds anyway (the blind answerer reads the question and every option), so
+    the embedding cache computes each once for both stages."""
+    return qa.question, qa.answer
 
 
 def dedup_vectors(qas: list[QA], embedder: Embedder) -> np.ndarray:
-    """The "question + answer" embeddings the near-duplicate rule compares, one row per QA.
+    """The vectors the near-duplicate rule compares, one row per QA: the question's and the
+    answer's embeddings summed and scaled to unit length, so question and answer weigh alike.
 
     Only QAs that share their movie and evidence frames with another QA can be duplicates
     (``duplicate_pairs``), so only those are embedded; the others get a zero row, which
@@ -196,9 +200,9 @@ def dedup_vectors(qas: list[QA], embedder: Embedder) -> np.ndarray:
     shared = sorted(i for members in groups.values() if len(members) > 1 for i in members)
     if not shared:
         return np.zeros((len(qas), 1), dtype=np.float32)
-    found = embedder.encode([dedup_text(qas[i]) for i in shared])
+    found = embedder.encode([text for i in shared for text in dedup_texts(qas[i])])
     vectors = np.zeros((len(qas), found.shape[1]), dtype=np.float32)
-    vectors[shared] = found
+    vectors[shared] = normalize(found[0::2] + found[1::2])
     return vectors
 
 

@@ -8,11 +8,13 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from dreamframe_assets.core.params import EmbedderParams
 from dreamframe_assets.core.plot import QA
+from dreamframe_assets.models.embed import TextEmbedder
 from dreamframe_assets.qa.gates import (
     across_movies_duplicate_rate,
     apply_gates,
-    dedup_text,
+    dedup_texts,
     dedup_vectors,
     duplicate_pairs,
     duplicate_rate,
@@ -189,8 +191,9 @@ def test_only_qas_that_share_their_evidence_frames_are_embedded(plot):
     vectors = dedup_vectors(qas, embedder)
     groups = Counter((q.movie_id, frozenset(q.evidence_frames)) for q in qas)
     shared = [q for q in qas if groups[(q.movie_id, frozenset(q.evidence_frames))] > 1]
-    assert embedder.seen == [dedup_text(q) for q in shared] and len(shared) < len(qas)
-    every = BagOfWords().encode([dedup_text(q) for q in qas])
+    assert embedder.seen == [t for q in shared for t in dedup_texts(q)] and len(shared) < len(qas)
+    every = BagOfWords().encode([t for q in qas for t in dedup_texts(q)])
+    every = every[0::2] + every[1::2]
     assert duplicate_pairs(qas, vectors, 0.95) == duplicate_pairs(qas, every, 0.95) != {}
 
 
@@ -206,3 +209,20 @@ def test_across_movies_a_repeat_is_the_same_answer_to_a_question_alike():
     assert across_movies_duplicate_rate(qas, v, 0.95) == 3 / 4
     assert across_movies_duplicate_rate([qas[0], qas[3]], v[[0, 3]], 0.95) == 0.0  # within one movie: not counted
     assert across_movies_duplicate_rate([], np.zeros((0, 4)), 0.95) == 0.0
+
+
+def test_with_minilm_a_reworded_qa_repeats_and_another_answer_does_not(tmp_path):
+    """The rule on the real embeddings: question and answer both alike is a repeat; the same
+    question with another answer is not."""
+    def qa(i: int, question: str, answer: str) -> QA:
+        return QA(movie_id="m", qa_id=str(i), level="3", qtype="why", question=question, answer=answer,
+                  options=(answer, "x", "y"), answer_index=0, evidence_frames=(3,), subject=None, source="t")
+
+    qas = [qa(0, "Why does Mara open the door?", "Because she hears a knock."),
+           qa(1, "why does Mara open the door ?", "because she hears a knock"),
+           qa(2, "Why does Mara open the door?", "Because the room is too hot."),
+           qa(3, "For what reason does Mara open the door?", "Because she heard someone knocking.")]
+    v = dedup_vectors(qas, TextEmbedder(EmbedderParams(), tmp_path))
+    dupes = duplicate_pairs(qas, v, 0.95)
+    assert dupes.get(1) == 0 and 2 not in dupes
+    assert v[0] @ v[3] > 0.9 > v[0] @ v[2]
