@@ -53,7 +53,6 @@ from ..core.store import (
 )
 from ..core.vocabulary import GROUNDED_QTYPES
 from ..models.device import load_once
-from ..models.embed import embedder_identity
 from . import backends, executor
 from .code import code_version
 from .movies import (
@@ -633,6 +632,8 @@ def _qa_gate_params(params: Params) -> dict:
 
 
 def _qa_inputs(run: Run, mid: str, attempt: int) -> tuple[Any, tuple]:
+    from ..models.embed import embedder_identity
+
     p = run.params.qa_pairs
     plot_json = _movie_json(run.root, "movie_plots", mid).decode()
     frames = len(json.loads(_movie_json(run.root, "keyframes", mid)))
