@@ -132,8 +132,15 @@ def level1_schema(substories: int) -> dict:
     })}
 
 
-def level2_schema(tinystories: int) -> dict:
-    tiny = json_object({"title": STR, "scene": STR, "content": STR})
+def one_of(values: Sequence[str]) -> dict:
+    """A string that must be one of ``values`` (deduplicated, in order); any string when there are none."""
+    values = list(dict.fromkeys(values))
+    return {"type": "string", "enum": values} if values else STR
+
+
+def level2_schema(tinystories: int, locations: Sequence[str] = ()) -> dict:
+    """``locations``: the movie's places, the only scenes a server with structured output can answer."""
+    tiny = json_object({"title": STR, "scene": one_of(locations), "content": STR})
     qa = json_object({"tinystory": INT, "qtype": QTYPE, "question": STR, "answer": STR,
                   "answer_from": {"type": "string", "enum": ["tinystory content", "tinystory scene"]}})
     return {"title": "level2", **json_object({
@@ -142,15 +149,17 @@ def level2_schema(tinystories: int) -> dict:
     })}
 
 
-def level3_schema(frames: int) -> dict:
+def level3_schema(frames: int, cast: Sequence[str] = ()) -> dict:
+    """``cast``: the movie's character names, the only people a frame can show and the only speakers."""
+    person = one_of(cast)
     frame = json_object({
-        "characters": {"type": "array", "items": STR, "minItems": 1, "maxItems": 3},
+        "characters": {"type": "array", "items": person, "minItems": 1, "maxItems": 3},
         "action": {"type": "string", "enum": list(ACTIONS)},
         "expression": {"type": "string", "enum": list(EXPRESSIONS)},
         "held_object": {"anyOf": [{"type": "string", "enum": list(OBJECTS)}, {"type": "null"}]},
         "prompt": STR,
     })
-    line = json_object({"after_frame": INT, "speaker": STR, "text": STR})
+    line = json_object({"after_frame": INT, "speaker": person, "text": STR})
     qa = json_object({"qtype": QTYPE, "question": STR, "answer": STR,
                   "answer_from": {"type": "string", "enum": list(LEVEL3_SOURCES)},
                   "evidence_frames": {"type": "array", "items": INT}})
@@ -432,7 +441,8 @@ class LLMStoryWriter:
             sub_outcome=s.outcome, tinystories=tinystories, qtype=STORY_QTYPES[s.substory_index % len(STORY_QTYPES)],
         )) for s in l1.substories]
         res2 = self._ask("level2", msg2, [lambda o, s=s: read_level2(o, movie, s, tinystories) for s in l1.substories],
-                         [f"level2:{s.substory_index}" for s in l1.substories], movie_id, level2_schema(tinystories), rseed)
+                         [f"level2:{s.substory_index}" for s in l1.substories], movie_id,
+                         level2_schema(tinystories, [loc.name for loc in movie.locations]), rseed)
         level2: dict[int, Level2] = {}
         for s, msg, (l2, failed) in zip(l1.substories, msg2, res2):
             if l2 is None:
@@ -453,7 +463,7 @@ class LLMStoryWriter:
         )) for t in tinies]
         res3 = self._ask("level3", msg3, [lambda o, t=t: read_level3(o, movie, t, frames) for t in tinies],
                          [f"level3:{t.substory_index}.{t.tinystory_index}" for t in tinies], movie_id,
-                         level3_schema(frames), rseed)
+                         level3_schema(frames, [c.name for c in movie.characters]), rseed)
 
         # Assembly: frames and lines numbered over the movie, skipping what failed.
         frame_list: list[Frame] = []

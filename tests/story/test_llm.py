@@ -303,3 +303,21 @@ def test_tiny_transformers_model_ends_in_quarantine(tiny_model: Path, tmp_path: 
     assert "repair answer failed too" in record.reason
     assert writer.usage()["requests_sent"] == 2
     assert "transformers" in writer.identity()
+
+
+def test_a_server_with_structured_output_is_held_to_the_movies_places_and_people(tmp_path: Path):
+    """Level 2's scenes and level 3's people and speakers are enums of the movie's own
+    locations and cast; a server that ignores the schema is still read by the word mapping."""
+    with ChatServer(canned) as server:
+        plot = writer_for(server, tmp_path).write(THEME, "m1", 0, L, M, N)
+    schemas = {b["response_format"]["json_schema"]["name"]: b["response_format"]["json_schema"]["schema"]
+               for b in server.bodies}
+    places = [loc.name for loc in plot.movie.locations]
+    names = [c.name for c in plot.movie.characters]
+    assert schemas["level2"]["properties"]["tinystories"]["items"]["properties"]["scene"]["enum"] == places
+    frame = schemas["level3"]["properties"]["frames"]["items"]["properties"]
+    assert frame["characters"]["items"]["enum"] == names == ["Mara", "Tomas"]
+    assert schemas["level3"]["properties"]["dialogue"]["items"]["properties"]["speaker"]["enum"] == names
+    assert "enum" not in schemas["level1"]["properties"]["substories"]["items"]["properties"]["scene"]
+    # the canned level-2 answers name "the harbor pier" among other places: all read into the movie's own
+    assert {t.scene for t in plot.tinystories} <= set(places)
