@@ -140,6 +140,9 @@ class KeyframesParams(_Group):
     width: Pixels = 256
     height: Pixels = 256
     seed: Seed = 0
+    # facts: the prompt asks for the frame's structured facts first (people, colours, action,
+    # place, expression), then the writer's prose, cut to fit; prose: the writer's prose as it is
+    prompt: Literal["facts", "prose"] = "facts"
     diffusion: DiffusionParams = DiffusionParams()
 
 

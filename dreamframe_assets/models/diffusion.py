@@ -19,7 +19,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -322,6 +322,17 @@ def image_settings(params: DiffusionParams) -> dict:
             "refiner_start": params.refiner_start if params.refiner else None, "steps": params.steps,
             "guidance_scale": params.guidance_scale, "negative_prompt": params.negative_prompt,
             "dtype": params.dtype}
+
+
+def prompt_fits(pipe: Any) -> Callable[[str], bool]:
+    """Whether a prompt fits every text encoder whole (CLIP reads 77 tokens, the rest is cut).
+    Counted with the pipeline's own tokenizers, so a loaded style token counts as one."""
+    tokenizers = [tokenizer for _, tokenizer, _ in text_encoders(pipe)]
+
+    def fits(text: str) -> bool:
+        return all(len(t(text, truncation=False)["input_ids"]) <= t.model_max_length for t in tokenizers)
+
+    return fits
 
 
 def frame_prompt(style: Any, movie: Movie, frame_prompt_text: str) -> str:

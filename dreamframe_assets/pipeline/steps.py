@@ -585,13 +585,25 @@ def _frames_inputs(run: Run, mid: str, attempt: int) -> tuple[Any, tuple]:
 def _frames_compute(renderer: Any, params: Params, root: Path, mid: str, style: dict, style_files: dict,
                     seed: int) -> bytes:
     p = params.keyframes
-    images = renderer.render(read_plot(root, mid, check=False), style_object(style, style_files), p.width, p.height, seed)
-    return pack_shard([(keyframe_member(mid, i), png_bytes(img)) for i, img in enumerate(images)])
+    plot, style = read_plot(root, mid, check=False), style_object(style, style_files)
+    if not hasattr(renderer, "render_with_prompts"):
+        return pack_shard([(keyframe_member(mid, i), png_bytes(img))
+                           for i, img in enumerate(renderer.render(plot, style, p.width, p.height, seed))])
+    images, prompts = renderer.render_with_prompts(plot, style, p.width, p.height, seed)
+    said = [{"frame_index": i, **prompt.to_dict()} for i, prompt in enumerate(prompts)]
+    return pack_shard([(keyframe_member(mid, i), png_bytes(img)) for i, img in enumerate(images)]
+                      + [(PROMPTS_MEMBER, json.dumps(said, indent=1).encode())])
+
+
+PROMPTS_MEMBER = "prompts.json"  # in a diffusion renderer's item: written to prompts/<movie>.json
 
 
 def _frames_files(run: Run, mid: str, shard: bytes, check: bool = True) -> tuple[dict[Path, bytes], str, dict[str, int]]:
     p = run.params.keyframes
     members = shard_members(shard)
+    prompts = members.pop(PROMPTS_MEMBER, None)  # the prompts each frame was drawn with, kept beside the shard
+    if prompts is not None:
+        shard = pack_shard(sorted(members.items()))
     frames = len(read_plot(run.root, mid, check=False).frames)
     if len(members) != frames:
         raise StepError(f"keyframes: movie {mid!r}: {len(members)} images for {frames} frames")
@@ -600,9 +612,13 @@ def _frames_files(run: Run, mid: str, shard: bytes, check: bool = True) -> tuple
             for i, name in enumerate(sorted(members))]
     if check:
         validate("keyframes", rows_table("keyframes", rows), where=f"keyframes: movie {mid!r}")
-    return ({run.folder / "shards" / f"{mid}.tar": shard,
-             run.folder / MOVIES / f"{mid}.json": json.dumps(rows, sort_keys=True).encode()},
-            "done", {"keyframes": len(rows)})
+    files = {run.folder / "shards" / f"{mid}.tar": shard,
+             run.folder / MOVIES / f"{mid}.json": json.dumps(rows, sort_keys=True).encode()}
+    counts = {"keyframes": len(rows)}
+    if prompts is not None:
+        files[run.folder / "prompts" / f"{mid}.json"] = prompts
+        counts["prompts_cut"] = sum(bool(r["lost"]) for r in json.loads(prompts))
+    return files, "done", counts
 
 
 def _frames_assemble(run: Run, ids: list[str]) -> tuple[dict[Path, bytes], dict, pl.DataFrame, dict]:
@@ -610,8 +626,13 @@ def _frames_assemble(run: Run, ids: list[str]) -> tuple[dict[Path, bytes], dict,
     table = rows_table("keyframes", rows)
     validate("keyframes", table, where="keyframes/keyframes.parquet")
     movies = table["movie_id"].n_unique() if rows else 0
-    return {run.folder / "keyframes.parquet": table_bytes(table)}, {"movies": movies, "keyframes": len(rows)}, \
-        table.head(8), {}
+    counts, extra = {"movies": movies, "keyframes": len(rows)}, {}
+    said = [r for mid in ids if (path := run.folder / "prompts" / f"{mid}.json").exists() for r in _json(path)]
+    if said:  # what the text encoders never saw: the prose is cut first, then facts from the end
+        lost = Counter(what for r in said for what in r["lost"])
+        counts["prompts_cut"] = sum(bool(r["lost"]) for r in said)
+        extra["prompts_lost"] = dict(sorted(lost.items()))
+    return {run.folder / "keyframes.parquet": table_bytes(table)}, counts, table.head(8), extra
 
 
 def render_keyframes(root: Path, params: Params, movies: list[str] | None = None, retry: bool = False) -> StepResult:

@@ -2,26 +2,87 @@
 
 Each frame's seed comes from (seed, movie, frame index), so any frame can be
 redrawn alone with the same noise; frames are drawn in batches.
+
+A frame's prompt asks first for the facts its QA will claim (who, how many, what they
+wear, what they do and hold, where, their expression), then the writer's prose: CLIP
+reads 77 tokens and cuts the rest, so the prose is what gets cut, never a fact. A
+prompt that still does not fit drops facts from the end, and says which.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any, Sequence
+import re
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from ..core.ids import item_seed
 from ..core.params import KeyframesParams
-from ..core.plot import MoviePlot
+from ..core.plot import Frame, MoviePlot
+from ..core.vocabulary import NUMBER_WORDS, doing_phrase, place_phrase
 from ..models.diffusion import (
     TextualInversionStyle,
     draw,
     frame_prompt,
     image_settings,
     load_pipeline,
+    prompt_fits,
     style_loaded,
 )
+
+
+@dataclass(frozen=True)
+class FramePrompt:
+    """The prompt a frame is drawn with, and what of it did not fit the text encoders."""
+
+    text: str
+    lost: tuple[str, ...] = ()  # kinds of fact left out ("place", "expression", ...), "prose" when it was cut
+
+    def to_dict(self) -> dict:
+        return {"prompt": self.text, "lost": list(self.lost)}
+
+
+def frame_facts(plot: MoviePlot, frame: Frame) -> list[tuple[str, str]]:
+    """The frame's facts that QA relies on, most asked about first: the people (how many,
+    who, left to right, each with the colour they wear), what they do and hold, the place,
+    the expression. (kind, phrase) pairs."""
+    cast = {c.char_id: c for c in plot.movie.characters}
+    people = [cast[c].appearance for c in frame.characters if c in cast]
+    n = len(people)
+    count = NUMBER_WORDS[n - 1] if 0 < n <= len(NUMBER_WORDS) else str(n)
+    who = (f"one person: {people[0]}" if n == 1
+           else f"{count} people, left to right: " + ", ".join(people))
+    return [("people", who), ("action", doing_phrase(frame.action, frame.held_object)),
+            ("place", place_phrase(frame.location_kind, frame.location)), ("expression", f"{frame.expression} expression")]
+
+
+def _prose(frame: Frame) -> str:
+    """The writer's prose without the place it starts with (a fact already)."""
+    return re.sub(rf"^In {re.escape(frame.location)},\s*", "", frame.prompt.strip())
+
+
+def fit_prompt(head: str, facts: Sequence[tuple[str, str]], prose: str, fits: Callable[[str], bool]) -> FramePrompt:
+    """``head`` + the facts ((kind, phrase), most needed first) + the prose, cut to what
+    ``fits``: the prose word by word first, then whole facts from the end."""
+    facts, lost = list(facts), []
+    while facts and not fits(head + "; ".join(phrase for _, phrase in facts)):
+        lost.insert(0, facts.pop()[0])
+    text = head + "; ".join(phrase for _, phrase in facts)
+    if lost or not prose:
+        return FramePrompt(text, tuple(lost + (["prose"] if prose else [])))
+    words = prose.split()
+    if fits(f"{text}. {prose}"):
+        return FramePrompt(f"{text}. {prose}")
+    low, high = 0, len(words)  # the most words of the prose that fit
+    while low < high:
+        mid = (low + high + 1) // 2
+        if fits(f"{text}. {' '.join(words[:mid])}"):
+            low = mid
+        else:
+            high = mid - 1
+    return FramePrompt(f"{text}. {' '.join(words[:low])}" if low else text, ("prose",))
 
 
 def frame_seeds(plot: MoviePlot, seed: int, character_seeds: bool = False) -> list[int]:
@@ -58,20 +119,39 @@ class DiffusionRenderer:
 
     def identity(self) -> str:
         """Goes into cache keys: settings that change images (not batch size: batching changes nothing)."""
-        return "diffusion-render/1:" + json.dumps({**image_settings(self.params.diffusion),
-                                                   "character_seeds": self.params.diffusion.character_seeds},
-                                                  sort_keys=True)
+        return "diffusion-render/2:" + json.dumps({**image_settings(self.params.diffusion),
+                                                   "character_seeds": self.params.diffusion.character_seeds,
+                                                   "prompt": self.params.prompt}, sort_keys=True)
+
+    def prompts(self, plot: MoviePlot, style: Any, indices: Sequence[int]) -> list[FramePrompt]:
+        """Each chosen frame's prompt (call with the style loaded: its token counts as one)."""
+        out = []
+        for i in indices:
+            frame = plot.frames[i]
+            if self.params.prompt == "prose":
+                out.append(FramePrompt(frame_prompt(style, plot.movie, frame.prompt)))
+            else:
+                head = frame_prompt(style, plot.movie, "")
+                out.append(fit_prompt(head, frame_facts(plot, frame), _prose(frame),
+                                      prompt_fits(load_pipeline(self.params.diffusion))))
+        return out
 
     def render(self, plot: MoviePlot, style: Any, width: int, height: int, seed: int,
                indices: Sequence[int] | None = None) -> list[np.ndarray]:
         """One image per plot.frames (or per ``indices`` into it: redraw frames alone;
         the result equals the same frames drawn with the whole movie)."""
+        return self.render_with_prompts(plot, style, width, height, seed, indices)[0]
+
+    def render_with_prompts(self, plot: MoviePlot, style: Any, width: int, height: int, seed: int,
+                            indices: Sequence[int] | None = None) -> tuple[list[np.ndarray], list[FramePrompt]]:
+        """``render``, and the prompt each image was drawn with."""
         diffusion = self.params.diffusion
         seeds = frame_seeds(plot, seed, diffusion.character_seeds)
-        chosen = range(len(plot.frames)) if indices is None else indices
-        prompts = [frame_prompt(style, plot.movie, plot.frames[i].prompt) for i in chosen]
+        chosen = list(range(len(plot.frames)) if indices is None else indices)
         chosen_seeds = [seeds[i] for i in chosen]
         if not isinstance(style, TextualInversionStyle):
-            return draw(diffusion, prompts, chosen_seeds, width, height)
+            prompts = self.prompts(plot, style, chosen)
+            return draw(diffusion, [p.text for p in prompts], chosen_seeds, width, height), prompts
         with style_loaded(load_pipeline(diffusion), style):
-            return draw(diffusion, prompts, chosen_seeds, width, height)
+            prompts = self.prompts(plot, style, chosen)
+            return draw(diffusion, [p.text for p in prompts], chosen_seeds, width, height), prompts

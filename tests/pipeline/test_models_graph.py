@@ -62,6 +62,13 @@ def test_textual_inversion_styles_and_diffusion_keyframes_through_the_graph(diff
     index = pl.read_parquet(root / "data/keyframes/keyframes.parquet")
     assert index.height == 2 * 2 * 2 * 3 and set(index["width"]) == {64}
     assert json.loads((root / "data/eval_scores/metrics.json").read_text())["counts"]["keyframes"] == 24
+    # each frame's prompt is kept beside its shard (which holds keyframes only), facts first
+    plots = {m: json.loads((root / f"data/movie_plots/movies/{m}.json").read_text()) for m in index["movie_id"].unique()}
+    for mid in plots:
+        said = json.loads((root / f"data/keyframes/prompts/{mid}.json").read_text())
+        assert [r["frame_index"] for r in said] == list(range(12))
+        assert all(r["prompt"].startswith("an image in <") for r in said)  # the movie's token
+        assert all(r["lost"] for r in said)  # the tiny tokenizer spends a token per letter or two: all are cut
 
     # a second run pays for no diffusion step: every item comes from the cache
     params = load_params(root)
@@ -75,6 +82,7 @@ def test_textual_inversion_styles_and_diffusion_keyframes_through_the_graph(diff
     assert again.success and calls == []
     for stage in ["style_banks", "keyframes"]:
         assert metadata(again, stage)["cache_misses"] == 0
+    assert metadata(again, "keyframes")["count_prompts_cut"] == 24
 
 
 def test_a_changed_diffusion_knob_redraws_only_keyframes(diffusion_project):

@@ -86,3 +86,46 @@ def test_sdxl_base_and_refiner_ensemble(tiny_sdxl, tiny_sdxl_refiner):
     without = renderer.render(make_plot(), None, SIZE, SIZE, seed=0, indices=[0])[0]
     assert not np.array_equal(with_token, without)
     assert (len(base.tokenizer), len(base.tokenizer_2), len(refiner.tokenizer_2)) == lengths + lengths[1:]
+
+
+# ---------------------------------------------------------------- prompts that keep their facts
+def test_a_prompt_loses_its_prose_before_any_fact_and_says_what_it_lost():
+    words = lambda limit: (lambda text: len(text.split()) <= limit)  # noqa: E731 - a stand-in tokenizer
+    facts = [("people", "one person: a tall woman in red"), ("action", "holding a lantern"),
+             ("place", "at the old lighthouse"), ("expression", "worried expression")]
+    head = "an image in Gothic style: "
+    whole = rd.fit_prompt(head, facts, "she looks out to sea", words(100))
+    assert whole.text == head + "; ".join(p for _, p in facts) + ". she looks out to sea" and whole.lost == ()
+    cut = rd.fit_prompt(head, facts, "she looks out to sea", words(24))
+    assert cut.text.endswith("worried expression. she looks out") and cut.lost == ("prose",)
+    tight = rd.fit_prompt(head, facts, "she looks out to sea", words(19))
+    assert tight.text == head + "one person: a tall woman in red; holding a lantern; at the old lighthouse"
+    assert tight.lost == ("expression", "prose")
+
+
+def test_frame_prompts_name_the_frames_facts_within_the_text_encoders_reach(tiny_sd):
+    plot = make_plot()
+    long = "In a storm, " + " ".join(["the waves crash against the rocks and the wind howls"] * 12)
+    plot = dataclasses.replace(plot, frames=tuple(dataclasses.replace(f, prompt=long) for f in plot.frames))
+    style = OfflineStyleLearner().learn(plot.movie, 1, 32, 0)[1]
+    renderer = rd.DiffusionRenderer(KeyframesParams(renderer="diffusion", diffusion=dparams(tiny_sd)))
+    tokenizer = dd.load_pipeline(renderer.params.diffusion).tokenizer
+    fits = dd.prompt_fits(dd.load_pipeline(renderer.params.diffusion))
+    cast = {c.char_id: c for c in plot.movie.characters}
+    reach = tokenizer.model_max_length
+    try:  # the tiny tokenizer spends a token per letter or two: give it room for the facts
+        tokenizer.model_max_length = 240
+        prompts = renderer.prompts(plot, style, range(len(plot.frames)))
+        assert all(fits(p.text) and not fits(p.text + " " + long) for p in prompts)
+        for frame, prompt in zip(plot.frames, prompts):
+            assert all(cast[c].appearance in prompt.text for c in frame.characters)
+            assert frame.expression in prompt.text and frame.location in prompt.text
+            assert prompt.text.index(cast[frame.characters[0]].appearance) < prompt.text.index("waves")
+            assert prompt.lost == ("prose",)
+        tokenizer.model_max_length = 100  # then facts go too, the least asked about first
+        lost = renderer.prompts(plot, style, [0])[0].lost
+        assert lost[-1] == "prose" and "people" not in lost and lost[0] in ("action", "place", "expression")
+    finally:
+        tokenizer.model_max_length = reach
+    prose = rd.DiffusionRenderer(KeyframesParams(renderer="diffusion", prompt="prose", diffusion=dparams(tiny_sd)))
+    assert prose.prompts(plot, style, [0])[0].text.endswith(long) and prose.identity() != renderer.identity()
