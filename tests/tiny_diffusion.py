@@ -143,7 +143,7 @@ def dparams(model: Path, **kw) -> DiffusionParams:
     return DiffusionParams(model=str(model), steps=kw.pop("steps", 2), batch_size=kw.pop("batch_size", 4), **kw)
 
 
-def ti_learner(model: Path, steps: int = 3) -> TextualInversionLearner:
+def ti_learner(model: Path, steps: int = 3, **training) -> TextualInversionLearner:
     return TextualInversionLearner(StyleBanksParams(
         learner="textual_inversion", diffusion=dparams(model),
-        textual_inversion=TextualInversionParams(steps=steps, gradient_accumulation=2, resolution=SIZE)))
+        textual_inversion=TextualInversionParams(steps=steps, gradient_accumulation=2, resolution=SIZE, **training)))

@@ -83,6 +83,10 @@ class TextualInversionParams(_Group):
     final_learning_rate: Annotated[float, Field(gt=0.0)] = 3e-4
     gradient_accumulation: Count = 2
     resolution: Annotated[int, Field(ge=32, le=2048)] = 768
+    # auto: autocast in the pipeline's precision (float16 with a gradient scaler, bfloat16),
+    # none for float32 weights; the trained row stays float32 either way
+    mixed_precision: Literal["auto", "no", "fp16", "bf16"] = "auto"
+    gradient_checkpointing: bool = False  # less activation memory, more UNet compute
 
 
 class EmbedderParams(_Group):
@@ -146,6 +150,17 @@ class KeyframesParams(_Group):
     diffusion: DiffusionParams = DiffusionParams()
 
 
+class FaithfulnessParams(_Group):
+    """Do the drawn frames show what the grounded QAs claim? (``evaluate/faithfulness.py``)"""
+
+    verifiers: list[Literal["pixel", "clip", "vlm"]] = ["pixel"]  # pixel: the embedded renderer's frames only
+    action: Literal["drop", "flag"] = "drop"  # drop: into dropped.parquet; flag: kept, listed in flagged.parquet
+    clip_model: str = ""  # clip: a CLIP hub id or local folder
+    clip_margin: Annotated[float, Field(ge=0.0)] = 0.0  # clip abstains unless its best caption wins by this
+    device: str = "auto"
+    vlm: VLMParams = VLMParams()  # vlm: asked about the evidence frame alone
+
+
 class QAPairsParams(_Group):
     writer: str = "offline"  # offline | llm
     max_qtype_share: Annotated[float, Field(gt=0.0, le=1.0)] = 0.3
@@ -157,6 +172,7 @@ class QAPairsParams(_Group):
     min_answer_words: Annotated[int, Field(ge=1)] = 1
     max_answer_words: Count = 200
     embedder: EmbedderParams = EmbedderParams()
+    faithfulness: FaithfulnessParams = FaithfulnessParams()
     # blocking checks on the written table (they stop eval_scores)
     min_oracle_accuracy: Annotated[float, Field(ge=0.0, le=1.0)] = 0.99
     max_duplicate_rate: Annotated[float, Field(ge=0.0, le=1.0)] = 0.02

@@ -23,7 +23,7 @@ NUMBER_WORDS = ("one", "two", "three", "four", "five", "six")  # answers of "How
 # Options of a multiple-choice QA: 4, or 3 where the movie has only three values of the kind asked.
 MIN_OPTIONS, MAX_OPTIONS = 3, 4
 # The quality gates a QA passes to ship, in order (qa/gates.py).
-QA_GATES = ("options", "length", "evidence", "oracle", "duplicate", "reveal", "qtype_cap")
+QA_GATES = ("options", "length", "evidence", "oracle", "faithfulness", "duplicate", "reveal", "qtype_cap")
 
 
 # ---------------------------------------------------------------- what a frame shows

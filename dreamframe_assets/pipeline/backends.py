@@ -133,6 +133,14 @@ def check_names(params: Params) -> None:
     _check("style_banks.learner", params.style_banks.learner, STYLE_LEARNERS)
     _check("keyframes.renderer", params.keyframes.renderer, RENDERERS)
     _check("qa_pairs.writer", params.qa_pairs.writer, QA_WRITERS)
+    faithful = params.qa_pairs.faithfulness
+    if "pixel" in faithful.verifiers and params.keyframes.renderer != "offline":
+        raise ParamsError("qa_pairs.faithfulness.verifiers: pixel reads the embedded renderer's frames only; "
+                          f"with keyframes.renderer: {params.keyframes.renderer} use clip or vlm (or [] for none)")
+    if "clip" in faithful.verifiers and not faithful.clip_model:
+        raise ParamsError("qa_pairs.faithfulness.clip_model: the clip verifier needs a CLIP hub id or local folder")
+    if "vlm" in faithful.verifiers and not faithful.vlm.model:
+        raise ParamsError("qa_pairs.faithfulness.vlm.model: the vlm verifier needs an image-text model (hub id or folder)")
     if not params.eval_scores.answerers:
         raise ParamsError("eval_scores.answerers: empty (name at least one, e.g. random)")
     for name in params.eval_scores.answerers:

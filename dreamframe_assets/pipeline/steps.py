@@ -78,7 +78,7 @@ SHEET_COLUMNS = 4
 # How each stage packs an item into the cache; part of every key, so raise it when
 # the packing changes (the code that makes items is versioned by ``code.code_version``).
 STATUS_EVERY = 2.0  # seconds between rewrites of a stage's status file during a run
-ITEM_FORMAT = {"movie_plots": 2, "style_banks": 3, "keyframes": 2, "qa_pairs": 5, "eval_scores": 3}
+ITEM_FORMAT = {"movie_plots": 2, "style_banks": 3, "keyframes": 2, "qa_pairs": 6, "eval_scores": 3}
 
 
 class StepError(RuntimeError):
@@ -657,10 +657,20 @@ def _qa_inputs(run: Run, mid: str, attempt: int) -> tuple[Any, tuple]:
 
     p = run.params.qa_pairs
     plot_json = _movie_json(run.root, "movie_plots", mid).decode()
-    frames = len(json.loads(_movie_json(run.root, "keyframes", mid)))
+    keyframes = _movie_json(run.root, "keyframes", mid)
+    frames = len(json.loads(keyframes))
     seed = attempt_seed(p.seed, attempt)
-    return [plot_json, p.grounded_per_frame, seed, _qa_gate_params(run.params), embedder_identity(p.embedder), frames], \
-        (mid, frames, seed)
+    parts = [plot_json, p.grounded_per_frame, seed, _qa_gate_params(run.params), embedder_identity(p.embedder), frames]
+    if p.faithfulness.verifiers:  # verdicts read the frames: their checksums are in the keyframes file
+        parts += [p.faithfulness.model_dump(), bytes_digest(keyframes), _verifier_identities(p.faithfulness)]
+    return parts, (mid, frames, seed)
+
+
+def _verifier_identities(p: Any) -> list[str]:
+    from ..evaluate import faithfulness
+
+    return [faithfulness.identity(v) for v in load_once(("verifiers", p.model_dump_json()),
+                                                         lambda: faithfulness.make_verifiers(p))]
 
 
 def _qa_compute(writer: Any, params: Params, root: Path, mid: str, frames: int, seed: int) -> bytes:
@@ -672,8 +682,20 @@ def _qa_compute(writer: Any, params: Params, root: Path, mid: str, frames: int, 
     embedder = load_once(("embedder", p.embedder.model_dump_json(), str(root)),
                          lambda: TextEmbedder(p.embedder, root / backends.EMBED_CACHE))
     batch = writer.write(plot, p.grounded_per_frame, p.max_qtype_share, seed)
-    kept, dropped, written = gates.apply_gates(plot, list(batch.qas), frames, embedder, **_qa_gate_params(params))
+    unfaithful, verdicts, flagged = {}, {}, []
+    if p.faithfulness.verifiers:
+        from ..evaluate import faithfulness
+
+        verifiers = load_once(("verifiers", p.faithfulness.model_dump_json()),
+                              lambda: faithfulness.make_verifiers(p.faithfulness))
+        unfaithful, verdicts = faithfulness.check(plot, batch.qas, read_keyframes(root, mid), verifiers)
+    kept, dropped, written = gates.apply_gates(plot, list(batch.qas), frames, embedder, **_qa_gate_params(params),
+                                               unfaithful=unfaithful, flag_unfaithful=p.faithfulness.action == "flag",
+                                               flagged=flagged)
+    shipped = {q.qa_id for q in kept}
+    written["faithfulness"] = verdicts
     return json.dumps({"qa": [as_row(q) for q in kept], "dropped": dropped, "written": written,
+                       "flagged": [r for r in flagged if r["qa_id"] in shipped],
                        "quarantine": [as_row(q) for q in batch.quarantine]}).encode()
 
 
@@ -681,12 +703,14 @@ def _qa_files(run: Run, mid: str, data: bytes, check: bool = True) -> tuple[dict
     item = json.loads(data)
     for name in ("qa", "dropped", "quarantine") if check else ():
         validate(name, rows_table(name, item[name]), where=f"qa_pairs: movie {mid!r}: {name}")
+    if check:
+        validate("dropped", rows_table("dropped", item["flagged"]), where=f"qa_pairs: movie {mid!r}: flagged")
     state = "quarantined" if item["quarantine"] else "done"
     return {run.folder / MOVIES / f"{mid}.json": data}, state, {"qa_pairs": len(item["qa"]), "dropped": len(item["dropped"])}
 
 
 def _qa_assemble(run: Run, ids: list[str]) -> tuple[dict[Path, bytes], dict, pl.DataFrame, dict]:
-    rows: dict[str, list[dict]] = {"qa": [], "dropped": [], "quarantine": []}
+    rows: dict[str, list[dict]] = {"qa": [], "dropped": [], "quarantine": [], "flagged": []}
     written: list[dict] = []
     movies = 0
     for mid in ids:
@@ -700,8 +724,9 @@ def _qa_assemble(run: Run, ids: list[str]) -> tuple[dict[Path, bytes], dict, pl.
     report = gate_report(written, rows["dropped"], rows["qa"])
     files = {run.folder / "gates.json": (json.dumps(report, indent=2, sort_keys=True) + "\n").encode()}
     for name, table_rows in rows.items():
-        table = rows_table(name, table_rows)
-        validate(name, table, where=f"qa_pairs/{name}.parquet")
+        schema = "dropped" if name == "flagged" else name  # flagged QAs: the dropped rows' columns, kept
+        table = rows_table(schema, table_rows)
+        validate(schema, table, where=f"qa_pairs/{name}.parquet")
         files[run.folder / f"{name}.parquet"] = table_bytes(table)
     table = rows_table("qa", rows["qa"])
     shares = table["qtype"].value_counts(normalize=True).sort("qtype")
@@ -709,13 +734,15 @@ def _qa_assemble(run: Run, ids: list[str]) -> tuple[dict[Path, bytes], dict, pl.
              "dropped_by_gate": report["dropped"]["by_gate"],
              "gates": report}
     counts = {"movies": movies, "qa_pairs": len(rows["qa"]), "grounded": int(table["qtype"].is_in(GROUNDED_QTYPES).sum()),
-              "dropped": len(rows["dropped"]), "quarantined_qa": len(rows["quarantine"])}
+              "dropped": len(rows["dropped"]), "quarantined_qa": len(rows["quarantine"]), "flagged": len(rows["flagged"])}
     return files, counts, table.select("qa_id", "qtype", "question", "answer").head(10), extra
 
 
 def gate_report(written: list[dict], dropped: list[dict], shipped: list[dict]) -> dict:
     """What the QA writers produced, what each gate dropped and what ships, per qtype: a writer
     that regresses shows up here as a number, though the gates keep what ships clean."""
+    from ..evaluate.faithfulness import summarize
+
     made, wrong = Counter(), Counter()
     for item in written:
         made.update(item["written"])
@@ -737,6 +764,8 @@ def gate_report(written: list[dict], dropped: list[dict], shipped: list[dict]) -
         "dropped": {"qa_pairs": len(dropped), "by_gate": {g: sum(c.values()) for g, c in by_gate.items()},
                     "by_gate_and_qtype": {g: dict(c) for g, c in by_gate.items()}},
         "shipped": {"qa_pairs": len(shipped), "by_qtype": dict(ships), "share_of_written": share(len(shipped), total)},
+        # per verifier: of the grounded QAs written, how many it checked, saw shown, could not judge
+        "faithfulness": summarize([item.get("faithfulness", {}) for item in written]),
     }
 
 

@@ -216,15 +216,25 @@ def apply_gates(
     max_answer_words: int,
     near_duplicate_threshold: float,
     max_qtype_share: float,
+    unfaithful: dict[str, str] | None = None,
+    flag_unfaithful: bool = False,
+    flagged: list[dict[str, Any]] | None = None,
 ) -> tuple[list[QA], list[dict[str, Any]], dict[str, Any]]:
     """One movie's QAs through every gate; returns (kept, dropped rows, what the writer
-    produced: QAs per qtype, oracle misses per qtype and near-duplicates, before any gate)."""
+    produced: QAs per qtype, oracle misses per qtype and near-duplicates, before any gate).
+
+    ``unfaithful``: qa_id -> why its frame does not show it (``faithfulness.check``); such a
+    QA is dropped, or with ``flag_unfaithful`` kept and its row added to ``flagged``."""
     oracle = OracleAnswerer()
     dropped: list[dict[str, Any]] = []
+    unfaithful = unfaithful or {}
+
+    def row(qa: QA, gate: str, reason: str) -> dict[str, Any]:
+        return {"movie_id": qa.movie_id, "qa_id": qa.qa_id, "gate": gate, "reason": reason,
+                "level": qa.level, "qtype": qa.qtype, "question": qa.question, "answer": qa.answer}
 
     def drop(qa: QA, gate: str, reason: str) -> None:
-        dropped.append({"movie_id": qa.movie_id, "qa_id": qa.qa_id, "gate": gate, "reason": reason,
-                        "level": qa.level, "qtype": qa.qtype, "question": qa.question, "answer": qa.answer})
+        dropped.append(row(qa, gate, reason))
 
     kept: list[QA] = []
     oracle_wrong: Counter = Counter()
@@ -249,6 +259,12 @@ def apply_gates(
             said = qa.options[pick] if pick >= 0 else "no option"
             drop(qa, "oracle", f"the oracle, reading the frames and plot, picks {said!r}")
             continue
+        if qa.qa_id in unfaithful:
+            if not flag_unfaithful:
+                drop(qa, "faithfulness", unfaithful[qa.qa_id])
+                continue
+            if flagged is not None:
+                flagged.append(row(qa, "faithfulness", unfaithful[qa.qa_id]))
         kept.append(qa)
 
     written_dupes = 0

@@ -52,6 +52,16 @@ def _training_pixels(image: np.ndarray, resolution: int, flip: bool) -> np.ndarr
     return np.asarray(pil, dtype=np.float32).transpose(2, 0, 1) / 127.5 - 1.0
 
 
+def _autocast_dtype(mode: str, pipe_dtype: Any) -> Any:
+    """The autocast precision: ``auto`` follows the pipeline's weights (float16 or bfloat16
+    on a GPU, none for float32); None means full precision."""
+    import torch
+
+    if mode == "auto":
+        return pipe_dtype if pipe_dtype in (torch.float16, torch.bfloat16) else None
+    return {"no": None, "fp16": torch.float16, "bf16": torch.bfloat16}[mode]
+
+
 def learn_token(pipe: Any, token: str, init_text: str, images: Sequence[np.ndarray],
                 params: TextualInversionParams, seed: int) -> dict[str, np.ndarray]:
     """Textual inversion: one new embedding row per text encoder, everything else frozen.
@@ -60,11 +70,19 @@ def learn_token(pipe: Any, token: str, init_text: str, images: Sequence[np.ndarr
     scheduler config (uniform timestep; v-prediction targets where the model uses
     them), AdamW, gradient clipping at 1.0, batch 1 with gradient accumulation. The
     token starts at the mean embedding of ``init_text``'s tokens (the style keyword).
-    After every optimizer step all other rows are put back from a copy (weight decay
-    touches them too), so only the token's row changes. One seeded generator draws
-    every random choice: a run is deterministic on a CPU. The token is removed from
-    ``pipe`` before returning, whether training succeeded or not.
+
+    Only the new rows train: each is a float32 parameter of its own (the master copy),
+    put in place of the token's embedding by a hook on the encoder's input embeddings, so
+    the optimizer, its state and the gradient clipping see nothing else, and the frozen
+    model stays in its own precision. With float16 or bfloat16 weights the forward runs
+    under autocast, and float16 gradients go through a gradient scaler (they underflow
+    otherwise). ``gradient_checkpointing`` trades UNet compute for activation memory.
+    One seeded generator draws every random choice: a run is deterministic on a CPU.
+    The token is removed from ``pipe`` before returning, whether training succeeded or not,
+    and the training's memory is let go.
     """
+    import gc
+
     import torch
     import torch.nn.functional as F
     from diffusers import DDPMScheduler
@@ -79,31 +97,39 @@ def learn_token(pipe: Any, token: str, init_text: str, images: Sequence[np.ndarr
     vae.requires_grad_(False)
     noise_scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
     gen = torch.Generator("cpu").manual_seed(int(seed))
+    amp = _autocast_dtype(params.mixed_precision, unet.dtype)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16)
 
-    # 1. the new token in every tokenizer, its row initialised from the keyword
-    added, rows, originals = [], [], []
+    # 1. the new token in every tokenizer; its trained row a float32 parameter, from the keyword
+    added, rows, hooks, token_ids = [], [], [], []
+    checkpointing = params.gradient_checkpointing and not unet.is_gradient_checkpointing
+    optimizer = None
     try:
         for name, tokenizer, text_encoder in encoders:
             if tokenizer.add_tokens(token) != 1:
                 raise ValueError(f"{token!r} is already in the {name} tokenizer")
-            added.append((tokenizer, text_encoder, text_encoder.dtype))
-            text_encoder.to(dtype=torch.float32)  # the trained row lives in float32, as in the diffusers example
+            added.append((tokenizer, text_encoder))
             text_encoder.resize_token_embeddings(len(tokenizer), mean_resizing=False)
             text_encoder.requires_grad_(False)
-            weight = text_encoder.get_input_embeddings().weight
+            embeddings = text_encoder.get_input_embeddings()
             init_ids = tokenizer(init_text, add_special_tokens=False).input_ids
             if not init_ids:
                 raise ValueError(f"{token}: initializer text {init_text!r} has no tokens")
             token_id = tokenizer.convert_tokens_to_ids(token)
+            row = torch.nn.Parameter(embeddings.weight[init_ids].detach().float().mean(dim=0))
             with torch.no_grad():
-                weight[token_id] = weight[init_ids].mean(dim=0)
-            weight.requires_grad_(True)
-            rows.append(token_id)
-            originals.append(weight.detach().clone())
+                embeddings.weight[token_id] = row.to(embeddings.weight.dtype)
 
-        weights = [te.get_input_embeddings().weight for _, te, _ in added]
-        optimizer = torch.optim.AdamW(weights, lr=params.learning_rate, betas=(0.9, 0.999),
-                                      weight_decay=1e-2, eps=1e-8)
+            def put_row(module: Any, inputs: tuple, out: Any, row: Any = row, token_id: int = token_id) -> Any:
+                return torch.where((inputs[0] == token_id)[..., None], row.to(out.dtype), out)
+
+            hooks.append(embeddings.register_forward_hook(put_row))
+            rows.append(row)
+            token_ids.append(token_id)
+        if checkpointing:
+            unet.enable_gradient_checkpointing()
+
+        optimizer = torch.optim.AdamW(rows, lr=params.learning_rate, betas=(0.9, 0.999), weight_decay=1e-2, eps=1e-8)
         # The learning rate steps down once, half way (the method gives only the two values).
         half = params.steps // 2
         scale = params.final_learning_rate / params.learning_rate
@@ -135,39 +161,49 @@ def learn_token(pipe: Any, token: str, init_text: str, images: Sequence[np.ndarr
                 noise = torch.randn(latents.shape, generator=gen).to(device, latents.dtype)
                 timesteps = torch.randint(0, noise_scheduler.config.num_train_timesteps, (1,), generator=gen).to(device)
                 noisy = noise_scheduler.add_noise(latents, noise, timesteps)
-                if is_xl:
-                    cond, _, pooled, _ = pipe.encode_prompt(prompt, device=device, do_classifier_free_guidance=False)
-                    h, w = images[index].shape[:2]  # micro-conditioning: true source size, no crop
-                    time_ids = torch.tensor([[h, w, 0, 0, params.resolution, params.resolution]], device=device)
-                    added_cond = {"text_embeds": pooled.to(unet.dtype), "time_ids": time_ids.to(unet.dtype)}
-                else:
-                    cond, _ = pipe.encode_prompt(prompt, device, 1, do_classifier_free_guidance=False)
-                    added_cond = None
-                pred = unet(noisy, timesteps, cond.to(unet.dtype), added_cond_kwargs=added_cond).sample
+                with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
+                    if is_xl:
+                        cond, _, pooled, _ = pipe.encode_prompt(prompt, device=device, do_classifier_free_guidance=False)
+                        h, w = images[index].shape[:2]  # micro-conditioning: true source size, no crop
+                        time_ids = torch.tensor([[h, w, 0, 0, params.resolution, params.resolution]], device=device)
+                        added_cond = {"text_embeds": pooled.to(unet.dtype), "time_ids": time_ids.to(unet.dtype)}
+                    else:
+                        cond, _ = pipe.encode_prompt(prompt, device, 1, do_classifier_free_guidance=False)
+                        added_cond = None
+                    pred = unet(noisy, timesteps, cond.to(unet.dtype), added_cond_kwargs=added_cond).sample
                 if noise_scheduler.config.prediction_type == "v_prediction":
                     target = noise_scheduler.get_velocity(latents, noise, timesteps)
                 else:
                     target = noise
                 loss = F.mse_loss(pred.float(), target.float()) / params.gradient_accumulation
-                loss.backward()
-            torch.nn.utils.clip_grad_norm_(weights, 1.0)
-            optimizer.step()
+                scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(rows, 1.0)
+            scaler.step(optimizer)
+            scaler.update()
             lr_schedule.step()
             optimizer.zero_grad(set_to_none=True)
-            with torch.no_grad():
-                for weight, original, row in zip(weights, originals, rows):
-                    keep = torch.ones(weight.shape[0], dtype=torch.bool, device=weight.device)
-                    keep[row] = False
-                    weight[keep] = original[keep]
 
-        return {name: te.get_input_embeddings().weight[row].detach().float().cpu().numpy().copy()
-                for (name, _, te), row in zip(encoders, rows)}
+        learned = {}
+        for (name, _, text_encoder), row, token_id in zip(encoders, rows, token_ids):
+            weight = text_encoder.get_input_embeddings().weight
+            with torch.no_grad():  # the matrix holds what was learned, as a loaded embedding would
+                weight[token_id] = row.detach().to(weight.dtype)
+            learned[name] = row.detach().float().cpu().numpy().copy()
+        return learned
     finally:
-        # 4. leave the shared pipeline as it was: no token, original dtype, frozen
-        for tokenizer, text_encoder, dtype in added:
+        # 4. leave the shared pipeline as it was: no token, no hooks, frozen; and free the training
+        for hook in hooks:
+            hook.remove()
+        for tokenizer, text_encoder in added:
             unload_token(pipe, token, tokenizer, text_encoder)
             text_encoder.requires_grad_(False)
-            text_encoder.to(dtype=dtype)
+        if checkpointing:
+            unet.disable_gradient_checkpointing()
+        del optimizer, rows
+        gc.collect()
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
 
 
 def style_token(movie_id: str) -> str:

@@ -121,3 +121,30 @@ def test_the_embedding_file_is_the_same_bytes_every_time():
     files = {style.files()[dd.EMBEDDING_FILE] for _ in range(20)}
     assert len(files) == 1
     assert dd.TextualInversionStyle.from_dict(style.to_dict(), style.files()) == style
+
+
+def test_only_the_tokens_rows_are_optimized_in_mixed_precision_with_checkpointing(tiny_sd, monkeypatch):
+    """The optimizer holds one float32 row per encoder (its state is a row, not the vocabulary);
+    bfloat16 autocast and gradient checkpointing train it, and leave the pipeline as it was."""
+    learner = ti_learner(tiny_sd, steps=2, mixed_precision="bf16", gradient_checkpointing=True)
+    pipe = dd.load_pipeline(learner.params.diffusion)
+    before = _state(pipe)
+    optimized = []
+    adamw = torch.optim.AdamW
+
+    def spy(params, **kw):
+        params = list(params)
+        optimized.extend((tuple(p.shape), p.dtype) for p in params)
+        return adamw(params, **kw)
+
+    monkeypatch.setattr(torch.optim, "AdamW", spy)
+    _, style = learner.learn(make_plot().movie, references=1, size=SIZE, seed=0)
+    width = pipe.text_encoder.get_input_embeddings().weight.shape[1]
+    assert optimized == [((width,), torch.float32)]
+    vector = style.embeddings["clip_l"]
+    init_ids = pipe.tokenizer(make_plot().movie.style_keyword, add_special_tokens=False).input_ids
+    init = pipe.text_encoder.get_input_embeddings().weight[init_ids].mean(0).detach().numpy()
+    assert np.isfinite(vector).all() and not np.allclose(vector, init)
+    assert not pipe.unet.is_gradient_checkpointing
+    after = _state(pipe)
+    assert all(n == n2 and torch.equal(w, w2) for (_, n, w), (_, n2, w2) in zip(before, after))
