@@ -153,12 +153,23 @@ class KeyframesParams(_Group):
 class FaithfulnessParams(_Group):
     """Do the drawn frames show what the grounded QAs claim? (``evaluate/faithfulness.py``)"""
 
-    verifiers: list[Literal["pixel", "clip", "vlm"]] = ["pixel"]  # pixel: the embedded renderer's frames only
+    # auto: pixel for the embedded renderer's frames; clip for diffusion frames when clip_model
+    # is set (else none); or a list of pixel (embedded renderer only), clip, vlm; [] for none
+    verifiers: Literal["auto"] | list[Literal["pixel", "clip", "vlm"]] = "auto"
     action: Literal["drop", "flag"] = "drop"  # drop: into dropped.parquet; flag: kept, listed in flagged.parquet
     clip_model: str = ""  # clip: a CLIP hub id or local folder
     clip_margin: Annotated[float, Field(ge=0.0)] = 0.0  # clip abstains unless its best caption wins by this
     device: str = "auto"
     vlm: VLMParams = VLMParams()  # vlm: asked about the evidence frame alone
+
+
+def verifier_names(faithfulness: FaithfulnessParams, renderer: str) -> list[str]:
+    """The verifiers that check frames drawn by ``renderer`` (``auto`` resolved)."""
+    if faithfulness.verifiers != "auto":
+        return list(faithfulness.verifiers)
+    if renderer == "offline":
+        return ["pixel"]
+    return ["clip"] if faithfulness.clip_model else []
 
 
 class QAPairsParams(_Group):

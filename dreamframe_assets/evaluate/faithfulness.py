@@ -9,7 +9,8 @@ options (the true phrase and its alternatives): picking another option means the
 does not show the fact; -1 means the verifier cannot tell (abstains), which is counted
 and never held against the QA.
 
-Verifiers, by name in ``qa_pairs.faithfulness.verifiers``:
+Verifiers, by name in ``qa_pairs.faithfulness.verifiers`` (``auto``: pixel for the embedded
+renderer, clip for diffusion frames when a CLIP model is set):
 - ``pixel``: the embedded renderer's frames (figures and clothing colours read off the pixels);
 - ``clip``: zero-shot, the frame's CLIP image embedding against each option as a caption;
 - ``vlm``: the configured image-text model asked the closed question.
@@ -73,10 +74,11 @@ class ClipVerifier:
         return picks
 
 
-def make_verifiers(params: FaithfulnessParams) -> list[Any]:
-    """The verifiers ``params.verifiers`` names, each with ``name``, ``answer`` and ``identity``."""
+def make_verifiers(params: FaithfulnessParams, names: Sequence[str]) -> list[Any]:
+    """The verifiers ``names`` names (``core.params.verifier_names``), each with ``name`` and
+    ``answer`` (and ``identity`` where it has settings)."""
     out: list[Any] = []
-    for name in params.verifiers:
+    for name in names:
         if name == "pixel":
             from .pixel import PixelAnswerer
 

@@ -13,7 +13,7 @@ from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
-from ..core.params import Params, ParamsError, load_params
+from ..core.params import Params, ParamsError, load_params, verifier_names
 
 LLM_CACHE = ".dreamframe/llm"  # every model response, so none is paid for twice
 EMBED_CACHE = ".dreamframe/embeddings"  # one sentence embedding per unique text
@@ -134,12 +134,13 @@ def check_names(params: Params) -> None:
     _check("keyframes.renderer", params.keyframes.renderer, RENDERERS)
     _check("qa_pairs.writer", params.qa_pairs.writer, QA_WRITERS)
     faithful = params.qa_pairs.faithfulness
-    if "pixel" in faithful.verifiers and params.keyframes.renderer != "offline":
+    names = verifier_names(faithful, params.keyframes.renderer)
+    if "pixel" in names and params.keyframes.renderer != "offline":
         raise ParamsError("qa_pairs.faithfulness.verifiers: pixel reads the embedded renderer's frames only; "
                           f"with keyframes.renderer: {params.keyframes.renderer} use clip or vlm (or [] for none)")
-    if "clip" in faithful.verifiers and not faithful.clip_model:
+    if "clip" in names and not faithful.clip_model:
         raise ParamsError("qa_pairs.faithfulness.clip_model: the clip verifier needs a CLIP hub id or local folder")
-    if "vlm" in faithful.verifiers and not faithful.vlm.model:
+    if "vlm" in names and not faithful.vlm.model:
         raise ParamsError("qa_pairs.faithfulness.vlm.model: the vlm verifier needs an image-text model (hub id or folder)")
     if not params.eval_scores.answerers:
         raise ParamsError("eval_scores.answerers: empty (name at least one, e.g. random)")

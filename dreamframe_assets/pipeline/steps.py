@@ -29,7 +29,7 @@ import polars as pl
 
 from ..core.cache import ItemCache, bytes_digest, digest, write_atomic, write_if_changed
 from ..core.ids import attempt_seed, item_seed
-from ..core.params import Params
+from ..core.params import Params, verifier_names
 from ..core.plot import QA, MoviePlot, as_row
 from ..core.schemas import validate
 from ..core.store import (
@@ -653,6 +653,7 @@ def _qa_gate_params(params: Params) -> dict:
 
 
 def _qa_inputs(run: Run, mid: str, attempt: int) -> tuple[Any, tuple]:
+    from ..evaluate.faithfulness import identity as faithfulness_identity
     from ..models.embed import embedder_identity
 
     p = run.params.qa_pairs
@@ -661,16 +662,19 @@ def _qa_inputs(run: Run, mid: str, attempt: int) -> tuple[Any, tuple]:
     frames = len(json.loads(keyframes))
     seed = attempt_seed(p.seed, attempt)
     parts = [plot_json, p.grounded_per_frame, seed, _qa_gate_params(run.params), embedder_identity(p.embedder), frames]
-    if p.faithfulness.verifiers:  # verdicts read the frames: their checksums are in the keyframes file
-        parts += [p.faithfulness.model_dump(), bytes_digest(keyframes), _verifier_identities(p.faithfulness)]
+    if verifier_names(p.faithfulness, run.params.keyframes.renderer):  # verdicts read the frames:
+        parts += [p.faithfulness.model_dump(), bytes_digest(keyframes),  # their checksums are in this file
+                  [faithfulness_identity(v) for v in _verifiers(run.params)]]
     return parts, (mid, frames, seed)
 
 
-def _verifier_identities(p: Any) -> list[str]:
+def _verifiers(params: Params) -> list[Any]:
+    """The faithfulness verifiers for this project's frames, made once per process."""
     from ..evaluate import faithfulness
 
-    return [faithfulness.identity(v) for v in load_once(("verifiers", p.model_dump_json()),
-                                                         lambda: faithfulness.make_verifiers(p))]
+    p = params.qa_pairs.faithfulness
+    names = verifier_names(p, params.keyframes.renderer)
+    return load_once(("verifiers", p.model_dump_json(), tuple(names)), lambda: faithfulness.make_verifiers(p, names))
 
 
 def _qa_compute(writer: Any, params: Params, root: Path, mid: str, frames: int, seed: int) -> bytes:
@@ -683,11 +687,10 @@ def _qa_compute(writer: Any, params: Params, root: Path, mid: str, frames: int, 
                          lambda: TextEmbedder(p.embedder, root / backends.EMBED_CACHE))
     batch = writer.write(plot, p.grounded_per_frame, p.max_qtype_share, seed)
     unfaithful, verdicts, flagged = {}, {}, []
-    if p.faithfulness.verifiers:
+    verifiers = _verifiers(params)
+    if verifiers:
         from ..evaluate import faithfulness
 
-        verifiers = load_once(("verifiers", p.faithfulness.model_dump_json()),
-                              lambda: faithfulness.make_verifiers(p.faithfulness))
         unfaithful, verdicts = faithfulness.check(plot, batch.qas, read_keyframes(root, mid), verifiers)
     kept, dropped, written = gates.apply_gates(plot, list(batch.qas), frames, embedder, **_qa_gate_params(params),
                                                unfaithful=unfaithful, flag_unfaithful=p.faithfulness.action == "flag",

@@ -42,7 +42,7 @@ def redraw(plot, style, images, k, frame=None, colours=None):
 
 def test_the_embedded_renderers_frames_show_their_qa(movie):
     plot, _, images, qas = movie
-    unfaithful, stats = check(plot, qas, images, make_verifiers(FaithfulnessParams(verifiers=["pixel"])))
+    unfaithful, stats = check(plot, qas, images, make_verifiers(FaithfulnessParams(), ["pixel"]))
     assert unfaithful == {}
     pixel = stats["pixel"]
     assert {"count", "colour", "who"} <= set(pixel)
@@ -53,7 +53,7 @@ def test_the_embedded_renderers_frames_show_their_qa(movie):
 
 def test_a_frame_redrawn_with_a_wrong_colour_or_a_missing_person_is_caught(movie):
     plot, style, images, qas = movie
-    pixel = make_verifiers(FaithfulnessParams(verifiers=["pixel"]))
+    pixel = make_verifiers(FaithfulnessParams(), ["pixel"])
     colour = next(q for q in qas if q.qtype == "colour")
     k = colour.evidence_frames[0]
     wrong = next(o for i, o in enumerate(colour.options) if i != colour.answer_index)
@@ -122,3 +122,12 @@ def test_clip_picks_the_caption_closest_to_the_frame_and_abstains_when_it_cannot
     verifier.embedder = _Captions("no such colour")  # every caption ties: no verdict
     _, stats = check(plot, [colour], images, [verifier])
     assert stats["clip"]["colour"] == {"checked": 1, "shown": 0, "abstained": 1}
+
+
+def test_auto_picks_the_verifier_that_can_read_the_renderers_frames():
+    from dreamframe_assets.core.params import verifier_names
+
+    assert verifier_names(FaithfulnessParams(), "offline") == ["pixel"]
+    assert verifier_names(FaithfulnessParams(), "diffusion") == []  # nothing can read them: none, not pixel
+    assert verifier_names(FaithfulnessParams(clip_model="clip"), "diffusion") == ["clip"]
+    assert verifier_names(FaithfulnessParams(verifiers=["vlm"]), "offline") == ["vlm"]

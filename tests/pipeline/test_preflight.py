@@ -191,3 +191,13 @@ def test_a_base_url_with_credentials_or_a_proxy_in_the_environment(tmp_path: Pat
     with AnyServer() as server:
         preflight(params(movie_plots={"writer": "llm", "llm": {"base_url": server.base_url}}), tmp_path)
         assert [path for path, _ in server.requests] == ["/v1/models"]
+
+
+def test_the_pixel_verifier_is_refused_for_diffusion_frames():
+    from dreamframe_assets.core.params import Params, ParamsError
+    from dreamframe_assets.pipeline.backends import check_names
+
+    wrong = Params.model_validate({"keyframes": {"renderer": "diffusion"}, "qa_pairs": {"faithfulness": {"verifiers": ["pixel"]}}})
+    with pytest.raises(ParamsError, match=r"^qa_pairs\.faithfulness\.verifiers: pixel reads"):
+        check_names(wrong)
+    check_names(Params.model_validate({"keyframes": {"renderer": "diffusion"}}))  # auto: no pixel
