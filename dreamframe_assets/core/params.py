@@ -96,7 +96,9 @@ class EmbedderParams(_Group):
     batch_size: Count = 64
     device: str = "cpu"
     # auto: bfloat16 where the chip computes it natively (CPUs with AVX512-BF16 or AMX, GPUs),
-    # about 1.6x faster on CPU with pair cosines within 0.003 of float32; else float32
+    # about 1.6x faster on CPU with pair cosines within 0.003 of float32 (float16 on a GPU
+    # without bfloat16); else float32. The vectors, and so near-threshold gate decisions, can
+    # differ by machine: float32 reproduces a dataset on any machine
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
 
 

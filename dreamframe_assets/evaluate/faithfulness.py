@@ -25,13 +25,14 @@ import numpy as np
 
 from ..core.params import FaithfulnessParams
 from ..core.plot import QA, MoviePlot
-from ..core.vocabulary import GROUNDED_QTYPES
 
 VERIFIERS = ("pixel", "clip", "vlm")
+# What one frame can show: the qtypes checked (order and speaker span frames or lines).
+CHECKED = ("who", "count", "colour", "action", "location")
 
 # What a frame can show of an option, as a caption for CLIP (the option fills the blank).
 CAPTIONS = {
-    "count": "a picture of {} people",
+    "count": "a picture of {} people",  # "one" reads "a picture of one person"
     "colour": "a picture of a person wearing {}",
     "who": "a picture of {}",
     "action": "a picture of a person {}",
@@ -54,14 +55,17 @@ class ClipVerifier:
         return f"{self.embedder.identity()}|margin={self.margin}|{sorted(CAPTIONS.items())}"
 
     def answer(self, plot: MoviePlot, qas: list[QA], images: Sequence[np.ndarray] | None = None) -> list[int]:
+        # who and colour ask about one person of the frame ("furthest to the left"), which a
+        # caption of the whole picture cannot point at: only frames of one person are judged
         asked = [i for i, qa in enumerate(qas) if qa.qtype in CAPTIONS and qa.evidence_frames and images is not None
-                 and 0 <= qa.evidence_frames[0] < len(images)]
+                 and 0 <= qa.evidence_frames[0] < len(images)
+                 and (qa.qtype not in ("who", "colour") or _people(plot, qa.evidence_frames[0]) == 1)]
         picks = [-1] * len(qas)
         if not asked:
             return picks
         frames = sorted({qas[i].evidence_frames[0] for i in asked})
         vectors = dict(zip(frames, self.embedder.images([images[k] for k in frames])))
-        captions = [CAPTIONS[qas[i].qtype].format(o) for i in asked for o in qas[i].options]
+        captions = [caption(qas[i].qtype, o) for i in asked for o in qas[i].options]
         texts = self.embedder.texts(captions)
         start = 0
         for i in asked:
@@ -72,6 +76,16 @@ class ClipVerifier:
             if len(order) < 2 or scores[order[0]] - scores[order[1]] > self.margin:
                 picks[i] = int(order[0])
         return picks
+
+
+def caption(qtype: str, option: str) -> str:
+    if qtype == "count" and option.strip().lower() == "one":
+        return "a picture of one person"
+    return CAPTIONS[qtype].format(option)
+
+
+def _people(plot: MoviePlot, k: int) -> int:
+    return len(plot.frames[k].characters) if 0 <= k < len(plot.frames) else -1
 
 
 def make_verifiers(params: FaithfulnessParams, names: Sequence[str]) -> list[Any]:
@@ -104,7 +118,7 @@ def check(plot: MoviePlot, qas: Sequence[QA], images: Sequence[np.ndarray], veri
     """Each grounded QA asked of every verifier from its evidence frame. Returns the QAs some
     verifier saw otherwise (qa_id -> reason) and, per verifier and qtype, how many were
     checked, shown and abstained."""
-    grounded = [qa for qa in qas if qa.qtype in GROUNDED_QTYPES and qa.evidence_frames]
+    grounded = [qa for qa in qas if qa.qtype in CHECKED and qa.evidence_frames]
     unfaithful: dict[str, str] = {}
     stats: dict[str, dict[str, dict[str, int]]] = {}
     for verifier in verifiers:

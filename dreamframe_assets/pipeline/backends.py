@@ -192,6 +192,12 @@ def preflight(params: Params, root: Path, timeout: float = 5.0, stages: Collecti
                 models.append((f"{stage}.diffusion.refiner", diffusion.refiner))
     if params.qa_pairs.writer == "llm":
         chat("qa_pairs.llm", params.qa_pairs.llm)
+    faithful = params.qa_pairs.faithfulness
+    verifiers = verifier_names(faithful, params.keyframes.renderer)
+    if "clip" in verifiers:
+        models.append(("qa_pairs.faithfulness.clip_model", faithful.clip_model))
+    if "vlm" in verifiers:
+        models.append(("qa_pairs.faithfulness.vlm.model", faithful.vlm.model))
     scores = params.eval_scores
     if "blind" in scores.answerers and scores.blind.backend == "llm":
         chat("eval_scores.blind.llm", scores.blind.llm)

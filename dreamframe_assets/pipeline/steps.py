@@ -129,6 +129,8 @@ def work_kind(stage: str, params: Params) -> tuple[executor.Work, int]:
     if (stage, getattr(group, backends.STAGE_BACKENDS[stage][0])) in (
             ("style_banks", "textual_inversion"), ("keyframes", "diffusion")):
         return "gpu", 1
+    if stage == "qa_pairs" and {"clip", "vlm"} & set(verifier_names(group.faithfulness, params.keyframes.renderer)):
+        return "gpu", 1  # a verifier's model: one process holds it
     return "cpu", 1
 
 
@@ -663,7 +665,7 @@ def _qa_inputs(run: Run, mid: str, attempt: int) -> tuple[Any, tuple]:
     seed = attempt_seed(p.seed, attempt)
     parts = [plot_json, p.grounded_per_frame, seed, _qa_gate_params(run.params), embedder_identity(p.embedder), frames]
     if verifier_names(p.faithfulness, run.params.keyframes.renderer):  # verdicts read the frames:
-        parts += [p.faithfulness.model_dump(), bytes_digest(keyframes),  # their checksums are in this file
+        parts += [p.faithfulness.action, bytes_digest(keyframes),  # their checksums are in this file
                   [faithfulness_identity(v) for v in _verifiers(run.params)]]
     return parts, (mid, frames, seed)
 

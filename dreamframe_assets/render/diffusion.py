@@ -52,7 +52,7 @@ def frame_facts(plot: MoviePlot, frame: Frame) -> list[tuple[str, str]]:
     people = [cast[c].appearance for c in frame.characters if c in cast]
     n = len(people)
     count = NUMBER_WORDS[n - 1] if 0 < n <= len(NUMBER_WORDS) else str(n)
-    who = (f"one person: {people[0]}" if n == 1
+    who = ("no people" if n == 0 else f"one person: {people[0]}" if n == 1
            else f"{count} people, left to right: " + ", ".join(people))
     return [("people", who), ("action", doing_phrase(frame.action, frame.held_object)),
             ("place", place_phrase(frame.location_kind, frame.location)), ("expression", f"{frame.expression} expression")]

@@ -98,12 +98,13 @@ def learn_token(pipe: Any, token: str, init_text: str, images: Sequence[np.ndarr
     noise_scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
     gen = torch.Generator("cpu").manual_seed(int(seed))
     amp = _autocast_dtype(params.mixed_precision, unet.dtype)
-    scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16)
+    # float16 gradients underflow without a scaler: under float16 autocast, or float16 weights
+    scaler = torch.amp.GradScaler(device.type, enabled=(amp or unet.dtype) == torch.float16)
 
     # 1. the new token in every tokenizer; its trained row a float32 parameter, from the keyword
     added, rows, hooks, token_ids = [], [], [], []
     checkpointing = params.gradient_checkpointing and not unet.is_gradient_checkpointing
-    optimizer = None
+    optimizer = lr_schedule = encoded = None
     try:
         for name, tokenizer, text_encoder in encoders:
             if tokenizer.add_tokens(token) != 1:
@@ -200,7 +201,7 @@ def learn_token(pipe: Any, token: str, init_text: str, images: Sequence[np.ndarr
             text_encoder.requires_grad_(False)
         if checkpointing:
             unet.disable_gradient_checkpointing()
-        del optimizer, rows
+        del optimizer, lr_schedule, encoded, rows
         gc.collect()
         if device.type == "cuda":
             torch.cuda.empty_cache()

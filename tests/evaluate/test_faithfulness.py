@@ -109,8 +109,11 @@ class _Captions:
 
 
 def test_clip_picks_the_caption_closest_to_the_frame_and_abstains_when_it_cannot_tell(movie):
-    plot, _, images, qas = movie
+    crowded_plot, _, images, qas = movie
     colour = next(q for q in qas if q.qtype == "colour")
+    k = colour.evidence_frames[0]  # its frame, as if it held one person
+    alone = replace(crowded_plot.frames[k], characters=crowded_plot.frames[k].characters[:1])
+    plot = replace(crowded_plot, frames=crowded_plot.frames[:k] + (alone,) + crowded_plot.frames[k + 1:])
     wrong = next(o for i, o in enumerate(colour.options) if i != colour.answer_index)
     verifier = ClipVerifier.__new__(ClipVerifier)
     verifier.margin = 0.0
@@ -122,6 +125,9 @@ def test_clip_picks_the_caption_closest_to_the_frame_and_abstains_when_it_cannot
     verifier.embedder = _Captions("no such colour")  # every caption ties: no verdict
     _, stats = check(plot, [colour], images, [verifier])
     assert stats["clip"]["colour"] == {"checked": 1, "shown": 0, "abstained": 1}
+    # a colour asked of one person among several: a caption of the whole frame cannot point at them
+    verifier.embedder = _Captions(wrong)
+    assert check(crowded_plot, [colour], images, [verifier])[1]["clip"]["colour"]["abstained"] == 1
 
 
 def test_auto_picks_the_verifier_that_can_read_the_renderers_frames():
