@@ -104,7 +104,8 @@ def learn_token(pipe: Any, token: str, init_text: str, images: Sequence[np.ndarr
     # 1. the new token in every tokenizer; its trained row a float32 parameter, from the keyword
     added, rows, hooks, token_ids = [], [], [], []
     checkpointing = params.gradient_checkpointing and not unet.is_gradient_checkpointing
-    optimizer = lr_schedule = encoded = None
+    optimizer = lr_schedule = None
+    encoded: dict[tuple[int, bool], Any] = {}  # latent distributions of each image (and its mirror)
     try:
         for name, tokenizer, text_encoder in encoders:
             if tokenizer.add_tokens(token) != 1:
@@ -137,8 +138,6 @@ def learn_token(pipe: Any, token: str, init_text: str, images: Sequence[np.ndarr
         lr_schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0 if step < half else scale)
 
         # 2. latent distributions of each image (and its mirror), encoded once
-        encoded: dict[tuple[int, bool], Any] = {}
-
         def latent_dist(index: int, flip: bool) -> Any:
             if (index, flip) not in encoded:
                 pixels = torch.from_numpy(_training_pixels(images[index], params.resolution, flip))[None]
@@ -201,7 +200,8 @@ def learn_token(pipe: Any, token: str, init_text: str, images: Sequence[np.ndarr
             text_encoder.requires_grad_(False)
         if checkpointing:
             unet.disable_gradient_checkpointing()
-        del optimizer, lr_schedule, encoded, rows
+        encoded.clear()
+        del optimizer, lr_schedule, rows
         gc.collect()
         if device.type == "cuda":
             torch.cuda.empty_cache()
