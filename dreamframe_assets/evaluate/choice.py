@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from ..models.llm import parse_json
 
@@ -55,3 +56,9 @@ def parse_choice(reply: str, options: tuple[str, ...]) -> int:
         return best[0] if len(best) == 1 else -1
     starts = [i for i, t in enumerate(texts) if len(said) >= 3 and t.startswith(said)]
     return starts[0] if len(starts) == 1 else -1
+
+
+def answerer_identity(answerer: Any) -> str:
+    """What an answerer's picks depend on, for cache keys: its ``identity()``, or its name
+    when it has no settings (pixel, oracle, random)."""
+    return answerer.identity() if hasattr(answerer, "identity") else answerer.name

@@ -26,7 +26,6 @@ import numpy as np
 from ..core.params import FaithfulnessParams
 from ..core.plot import QA, MoviePlot
 
-VERIFIERS = ("pixel", "clip", "vlm")
 # What one frame can show: the qtypes checked (order and speaker span frames or lines).
 CHECKED = ("who", "count", "colour", "action", "location")
 
@@ -106,11 +105,6 @@ def make_verifiers(params: FaithfulnessParams, names: Sequence[str]) -> list[Any
             # one evidence frame: the question is about that frame alone
             out.append(VLMAnswerer(EvalScoresParams(vlm=params.vlm.model_copy(update={"frames": 1}))))
     return out
-
-
-def identity(verifier: Any) -> str:
-    """What a verifier's verdicts depend on (for the QA items' cache keys)."""
-    return verifier.identity() if hasattr(verifier, "identity") else verifier.name
 
 
 def check(plot: MoviePlot, qas: Sequence[QA], images: Sequence[np.ndarray], verifiers: Sequence[Any]

@@ -655,7 +655,7 @@ def _qa_gate_params(params: Params) -> dict:
 
 
 def _qa_inputs(run: Run, mid: str, attempt: int) -> tuple[Any, tuple]:
-    from ..evaluate.faithfulness import identity as faithfulness_identity
+    from ..evaluate.choice import answerer_identity
     from ..models.embed import embedder_identity
 
     p = run.params.qa_pairs
@@ -666,7 +666,7 @@ def _qa_inputs(run: Run, mid: str, attempt: int) -> tuple[Any, tuple]:
     parts = [plot_json, p.grounded_per_frame, seed, _qa_gate_params(run.params), embedder_identity(p.embedder), frames]
     if verifier_names(p.faithfulness, run.params.keyframes.renderer):  # verdicts read the frames:
         parts += [p.faithfulness.action, bytes_digest(keyframes),  # their checksums are in this file
-                  [faithfulness_identity(v) for v in _verifiers(run.params)]]
+                  [answerer_identity(v) for v in _verifiers(run.params)]]
     return parts, (mid, frames, seed)
 
 
@@ -688,19 +688,18 @@ def _qa_compute(writer: Any, params: Params, root: Path, mid: str, frames: int, 
     embedder = load_once(("embedder", p.embedder.model_dump_json(), str(root)),
                          lambda: TextEmbedder(p.embedder, root / backends.EMBED_CACHE))
     batch = writer.write(plot, p.grounded_per_frame, p.max_qtype_share, seed)
-    unfaithful, verdicts, flagged = {}, {}, []
+    unfaithful, verdicts = {}, {}
     verifiers = _verifiers(params)
     if verifiers:
         from ..evaluate import faithfulness
 
         unfaithful, verdicts = faithfulness.check(plot, batch.qas, read_keyframes(root, mid), verifiers)
+    flag = p.faithfulness.action == "flag"
     kept, dropped, written = gates.apply_gates(plot, list(batch.qas), frames, embedder, **_qa_gate_params(params),
-                                               unfaithful=unfaithful, flag_unfaithful=p.faithfulness.action == "flag",
-                                               flagged=flagged)
-    shipped = {q.qa_id for q in kept}
+                                               unfaithful=unfaithful, flag_unfaithful=flag)
     written["faithfulness"] = verdicts
     return json.dumps({"qa": [as_row(q) for q in kept], "dropped": dropped, "written": written,
-                       "flagged": [r for r in flagged if r["qa_id"] in shipped],
+                       "flagged": gates.flagged_rows(kept, unfaithful) if flag else [],
                        "quarantine": [as_row(q) for q in batch.quarantine]}).encode()
 
 
@@ -865,6 +864,7 @@ def evaluate_dataset(root: Path, params: Params) -> StepResult:
 
 def _evaluate_dataset(root: Path, params: Params) -> StepResult:
     from ..evaluate import charts, metrics
+    from ..evaluate.choice import answerer_identity
     from ..evaluate.retrieval import retrieval_sample
     from ..models.embed import TextEmbedder
     from ..qa import gates
@@ -878,7 +878,7 @@ def _evaluate_dataset(root: Path, params: Params) -> StepResult:
     embedder = TextEmbedder(p.embedder, Path(root) / backends.EMBED_CACHE)
     cache = ItemCache(root, "eval_scores")
     code = code_version("eval_scores")
-    identities = [a.identity() if hasattr(a, "identity") else a.name for a in answerers]
+    identities = [answerer_identity(a) for a in answerers]
     by_movie: dict[str, list[QA]] = {mid: [] for mid in plots}
     for qa in qas:
         by_movie[qa.movie_id].append(qa)

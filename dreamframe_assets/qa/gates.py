@@ -206,6 +206,17 @@ def dedup_vectors(qas: list[QA], embedder: Embedder) -> np.ndarray:
     return vectors
 
 
+def gate_row(qa: QA, gate: str, reason: str) -> dict[str, Any]:
+    """A QA held back by ``gate`` (a row of dropped.parquet, or of flagged.parquet)."""
+    return {"movie_id": qa.movie_id, "qa_id": qa.qa_id, "gate": gate, "reason": reason,
+            "level": qa.level, "qtype": qa.qtype, "question": qa.question, "answer": qa.answer}
+
+
+def flagged_rows(kept: list[QA], unfaithful: dict[str, str]) -> list[dict[str, Any]]:
+    """The shipped QAs a faithfulness verifier doubts, kept with its reason (``action: flag``)."""
+    return [gate_row(qa, "faithfulness", unfaithful[qa.qa_id]) for qa in kept if qa.qa_id in unfaithful]
+
+
 def apply_gates(
     plot: MoviePlot,
     qas: list[QA],
@@ -218,23 +229,18 @@ def apply_gates(
     max_qtype_share: float,
     unfaithful: dict[str, str] | None = None,
     flag_unfaithful: bool = False,
-    flagged: list[dict[str, Any]] | None = None,
 ) -> tuple[list[QA], list[dict[str, Any]], dict[str, Any]]:
     """One movie's QAs through every gate; returns (kept, dropped rows, what the writer
     produced: QAs per qtype, oracle misses per qtype and near-duplicates, before any gate).
 
     ``unfaithful``: qa_id -> why its frame does not show it (``faithfulness.check``); such a
-    QA is dropped, or with ``flag_unfaithful`` kept and its row added to ``flagged``."""
+    QA is dropped, or with ``flag_unfaithful`` kept (``flagged_rows`` lists those that ship)."""
     oracle = OracleAnswerer()
     dropped: list[dict[str, Any]] = []
     unfaithful = unfaithful or {}
 
-    def row(qa: QA, gate: str, reason: str) -> dict[str, Any]:
-        return {"movie_id": qa.movie_id, "qa_id": qa.qa_id, "gate": gate, "reason": reason,
-                "level": qa.level, "qtype": qa.qtype, "question": qa.question, "answer": qa.answer}
-
     def drop(qa: QA, gate: str, reason: str) -> None:
-        dropped.append(row(qa, gate, reason))
+        dropped.append(gate_row(qa, gate, reason))
 
     kept: list[QA] = []
     oracle_wrong: Counter = Counter()
@@ -259,12 +265,9 @@ def apply_gates(
             said = qa.options[pick] if pick >= 0 else "no option"
             drop(qa, "oracle", f"the oracle, reading the frames and plot, picks {said!r}")
             continue
-        if qa.qa_id in unfaithful:
-            if not flag_unfaithful:
-                drop(qa, "faithfulness", unfaithful[qa.qa_id])
-                continue
-            if flagged is not None:
-                flagged.append(row(qa, "faithfulness", unfaithful[qa.qa_id]))
+        if qa.qa_id in unfaithful and not flag_unfaithful:
+            drop(qa, "faithfulness", unfaithful[qa.qa_id])
+            continue
         kept.append(qa)
 
     written_dupes = 0

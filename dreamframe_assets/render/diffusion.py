@@ -125,16 +125,10 @@ class DiffusionRenderer:
 
     def prompts(self, plot: MoviePlot, style: Any, indices: Sequence[int]) -> list[FramePrompt]:
         """Each chosen frame's prompt (call with the style loaded: its token counts as one)."""
-        out = []
-        for i in indices:
-            frame = plot.frames[i]
-            if self.params.prompt == "prose":
-                out.append(FramePrompt(frame_prompt(style, plot.movie, frame.prompt)))
-            else:
-                head = frame_prompt(style, plot.movie, "")
-                out.append(fit_prompt(head, frame_facts(plot, frame), _prose(frame),
-                                      prompt_fits(load_pipeline(self.params.diffusion))))
-        return out
+        if self.params.prompt == "prose":
+            return [FramePrompt(frame_prompt(style, plot.movie, plot.frames[i].prompt)) for i in indices]
+        head, fits = frame_prompt(style, plot.movie, ""), prompt_fits(load_pipeline(self.params.diffusion))
+        return [fit_prompt(head, frame_facts(plot, plot.frames[i]), _prose(plot.frames[i]), fits) for i in indices]
 
     def render(self, plot: MoviePlot, style: Any, width: int, height: int, seed: int,
                indices: Sequence[int] | None = None) -> list[np.ndarray]:

@@ -11,7 +11,7 @@ import pytest
 from dreamframe_assets.core.params import FaithfulnessParams
 from dreamframe_assets.core.vocabulary import NUMBER_WORDS
 from dreamframe_assets.evaluate.faithfulness import ClipVerifier, check, make_verifiers, summarize
-from dreamframe_assets.qa.gates import apply_gates
+from dreamframe_assets.qa.gates import apply_gates, flagged_rows
 from dreamframe_assets.qa.offline import OfflineQAWriter
 from dreamframe_assets.render.offline import OfflineRenderer, render_frame
 from dreamframe_assets.story.offline import OfflineStoryWriter
@@ -78,10 +78,10 @@ def test_a_frame_redrawn_with_a_wrong_colour_or_a_missing_person_is_caught(movie
                                    near_duplicate_threshold=0.95, max_qtype_share=1.0, unfaithful=unfaithful)
     assert count.qa_id not in {q.qa_id for q in kept}
     assert any(r["qa_id"] == count.qa_id and r["gate"] == "faithfulness" for r in dropped)
-    flagged: list = []
     kept, dropped, _ = apply_gates(plot, qas, len(plot.frames), _Flat(), min_answer_words=1, max_answer_words=200,
                                    near_duplicate_threshold=0.95, max_qtype_share=1.0, unfaithful=unfaithful,
-                                   flag_unfaithful=True, flagged=flagged)
+                                   flag_unfaithful=True)
+    flagged = flagged_rows(kept, unfaithful)
     assert count.qa_id in {q.qa_id for q in kept} and [r["qa_id"] for r in flagged] == [count.qa_id]
 
 
