@@ -246,6 +246,20 @@ def tiny_sdxl(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_sd_ip_adapter(tmp_path_factory, tiny_sd) -> Path:
+    from .tiny_diffusion import build_tiny_ip_adapter
+
+    return build_tiny_ip_adapter(tmp_path_factory.mktemp("tiny-sd-ip-adapter"), tiny_sd)
+
+
+@pytest.fixture(scope="session")
+def tiny_sdxl_ip_adapter(tmp_path_factory, tiny_sdxl) -> Path:
+    from .tiny_diffusion import build_tiny_ip_adapter
+
+    return build_tiny_ip_adapter(tmp_path_factory.mktemp("tiny-sdxl-ip-adapter"), tiny_sdxl)
+
+
+@pytest.fixture(scope="session")
 def tiny_sdxl_refiner(tmp_path_factory) -> Path:
     from .tiny_diffusion import build_tiny_sdxl_refiner
 

@@ -131,6 +131,38 @@ def build_tiny_sdxl_refiner(folder: Path) -> Path:
     return folder
 
 
+def build_tiny_ip_adapter(folder: Path, pipeline: Path, image_dim: int = 16) -> Path:
+    """An IP-Adapter for the pipeline saved in ``pipeline``, laid out as h94/IP-Adapter's
+    folders are: ``ip_adapter.safetensors`` (the image projection, then to_k_ip / to_v_ip of
+    every cross-attention layer, numbered 1, 3, 5, ... in the UNet's processor order) and
+    ``image_encoder/`` (a CLIPVisionModelWithProjection whose projection feeds the adapter)."""
+    from diffusers import UNet2DConditionModel
+    from safetensors.torch import save_file
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    torch.manual_seed(2)
+    CLIPVisionModelWithProjection(CLIPVisionConfig(
+        hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2, image_size=32,
+        patch_size=8, projection_dim=image_dim)).save_pretrained(folder / "image_encoder")
+    unet = UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(pipeline / "unet"))
+    cross, widths = unet.config.cross_attention_dim, list(unet.config.block_out_channels)
+    weights = {"image_proj.proj.weight": torch.randn(4 * cross, image_dim) * 0.3,
+               "image_proj.proj.bias": torch.zeros(4 * cross),
+               "image_proj.norm.weight": torch.ones(cross), "image_proj.norm.bias": torch.zeros(cross)}
+    number = 1
+    for name in unet.attn_processors:
+        if name.endswith("attn1.processor"):  # self-attention: no image tokens
+            continue
+        block = name.split(".")
+        hidden = (widths[-1] if block[0] == "mid_block" else widths[int(block[1])] if block[0] == "down_blocks"
+                  else widths[::-1][int(block[1])])
+        for part in ("to_k_ip", "to_v_ip"):
+            weights[f"ip_adapter.{number}.{part}.weight"] = torch.randn(hidden, cross) * 0.3
+        number += 2
+    save_file(weights, folder / "ip_adapter.safetensors")
+    return folder
+
+
 def assert_same_image(a: np.ndarray, b: np.ndarray) -> None:
     """Same noise and prompt: the same image up to float rounding of batched kernels
     (a few values off by one level), never a different picture."""

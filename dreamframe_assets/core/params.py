@@ -141,6 +141,20 @@ class StyleBanksParams(_Group):
     textual_inversion: TextualInversionParams = TextualInversionParams()
 
 
+class IPAdapterParams(_Group):
+    """Characters that stay themselves: one reference image per character, drawn once per
+    movie; every frame the character is in is conditioned on it through IP-Adapter."""
+
+    model: str = ""  # "" for none; a hub id or folder holding the adapter, e.g. h94/IP-Adapter
+    subfolder: str = ""  # e.g. sdxl_models (h94/IP-Adapter, SDXL) or models (SD 1.5)
+    weight_name: str = "ip-adapter_sdxl.safetensors"  # safetensors only (a .bin is a pickle)
+    # the CLIP image encoder: a folder inside ``subfolder``, or a path from the adapter's root
+    # when it holds a "/" (diffusers' rule), e.g. models/image_encoder for the ViT-H adapters
+    image_encoder_folder: str = "image_encoder"
+    scale: Annotated[float, Field(ge=0.0, le=2.0)] = 0.6  # how strongly the references steer a frame
+    reference_prompt: str = "a full-body portrait of {appearance}, standing, plain background"
+
+
 class KeyframesParams(_Group):
     renderer: str = "offline"  # offline | diffusion
     width: Pixels = 256
@@ -150,6 +164,7 @@ class KeyframesParams(_Group):
     # place, expression), then the writer's prose, cut to fit; prose: the writer's prose as it is
     prompt: Literal["facts", "prose"] = "facts"
     diffusion: DiffusionParams = DiffusionParams()
+    ip_adapter: IPAdapterParams = IPAdapterParams()  # diffusion: character references (off by default)
 
 
 class FaithfulnessParams(_Group):
@@ -200,7 +215,11 @@ class EvalScoresParams(_Group):
     # the text retriever runs on at most this many movies, a fixed sample (0: all). Its frame
     # texts are most of what evaluation embeds; 200 movies hold ~20,000 questions at paper scale
     retrieval_movies: Annotated[int, Field(ge=0)] = 200
-    clip_model: str = ""  # a CLIP hub id / folder: CLIP retrieval and CLIP style consistency
+    clip_model: str = ""  # a CLIP hub id / folder: CLIP retrieval, CLIP style and identity consistency
+    # identity consistency also crops each character out of frames with several people, with this
+    # object detector (a transformers hub id / folder with a "person" class); "": one-person frames only
+    person_detector: str = ""
+    person_threshold: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.5
     embedder: EmbedderParams = EmbedderParams()
     # blocking check: questions answerable without looking are a defect of video QA data.
     # The best text-only probe may beat chance by at most this, overall ...

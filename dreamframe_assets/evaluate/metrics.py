@@ -20,6 +20,10 @@ Evidence retrieval: for each question whose evidence is some (not all) frames of
 its movie, the movie's frames are ranked by similarity to the question (text: the
 frames' descriptions and dialogue; clip: the keyframe images); ``map.<retriever>``
 is the mean average precision against the evidence frames.
+
+Character identity (``identity.py``), with a CLIP model configured:
+``identity_consistency_clip`` compares views of the same character with views of
+different characters of the same movie.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from ..core.plot import QA, MoviePlot
 from ..core.vocabulary import QTYPES
 from ..qa.gates import across_movies_duplicate_rate, duplicate_rate
 from .diversity import distinct_n, normalized_entropy
+from .identity import identity_consistency, movie_identity
 from .probes import ABSTAIN, PROBES, chance, run_probes
 from .retrieval import clip_aps, mean_ap, text_aps
 
@@ -112,7 +117,7 @@ def style_consistency(descriptors: dict[str, list]) -> dict[str, float]:
 
 
 def movie_scores(plot: MoviePlot, qas: list[QA], images: list[np.ndarray], answerers: list[Any],
-                 text_embedder: Any = None, clip: Any = None) -> dict[str, Any]:
+                 text_embedder: Any = None, clip: Any = None, detector: Any = None) -> dict[str, Any]:
     """The per-movie part of evaluation (the expensive part, cached per movie)."""
     scores: dict[str, Any] = {
         "picks": {a.name: [int(i) for i in a.answer(plot, qas, images)] for a in answerers},
@@ -121,9 +126,13 @@ def movie_scores(plot: MoviePlot, qas: list[QA], images: list[np.ndarray], answe
     }
     if text_embedder is not None and qas:
         scores["ap"]["text"] = text_aps(plot, qas, text_embedder)
-    if clip is not None and qas:
-        scores["ap"]["clip"], frames = clip_aps(images, qas, clip)
+    if clip is not None and images:
+        if qas:
+            scores["ap"]["clip"], frames = clip_aps(images, qas, clip)
+        else:
+            frames = np.asarray(clip.images(list(images)), dtype=np.float32)
         scores["clip_images"] = frames.round(5).tolist()
+        scores["identity"] = movie_identity(plot, images, frames, clip, detector)
     return scores
 
 
@@ -247,6 +256,8 @@ def summarize(plots: dict[str, MoviePlot], qas: list[QA], scores: dict[str, dict
     metrics["map_movies"] = {r: sum(r in s.get("ap", {}) for s in scores.values()) for r in retrievers}
     if any("clip_images" in s for s in scores.values()):
         metrics["style_consistency_clip"] = style_consistency({m: s.get("clip_images", []) for m, s in scores.items()})
+    if any("identity" in s for s in scores.values()):
+        metrics["identity_consistency_clip"] = identity_consistency(s["identity"] for s in scores.values() if "identity" in s)
     metrics["chance"] = chance(qas)
     metrics.update(language_bias(acc, metrics["chance"]))
     metrics.update(bias_noise(qas, text_picks, metrics))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .device import auto_device, load_once
+from .device import READERS, auto_device, load_once
 
 
 class ClipEmbedder:
@@ -36,7 +36,7 @@ class ClipEmbedder:
             model = CLIPModel.from_pretrained(self.model_name, use_safetensors=True)
             return CLIPProcessor.from_pretrained(self.model_name), model.to(device).eval()
 
-        return load_once(("clip", self.model_name, device), load)
+        return load_once(("clip", self.model_name, device), load, stages=READERS)
 
     def images(self, images: list[np.ndarray]) -> np.ndarray:
         """One unit-length row per HxWx3 uint8 image."""

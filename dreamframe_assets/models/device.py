@@ -2,20 +2,29 @@
 
 from __future__ import annotations
 
+import gc
 import threading
-from typing import Any, Callable
+from typing import Any, Callable, Collection
 
 # Models loaded in this process, by what changes their weights (name, device, dtype):
-# loading takes seconds to minutes, so each is loaded once per process and shared.
+# loading takes seconds to minutes, so each is loaded once per process and shared. Each
+# remembers the pipeline stages that use it: a stage that starts in this process lets go of
+# the models no stage of its own uses (a GPU worker runs stage after stage, and the diffusion
+# pipeline has no business beside the VLM of evaluation).
 _LOADED: dict[tuple, Any] = {}
+_USED_BY: dict[tuple, frozenset[str]] = {}
+_STAGE: list[str] = []  # the stage this process works for now, once one has started
 _LOCK = threading.RLock()
+READERS = frozenset({"qa_pairs", "eval_scores"})  # the stages that read QA text and frames: the embedder, CLIP, VLMs
 
 
-def load_once(key: tuple, load: Callable[[], Any]) -> Any:
-    """``load()``'s result, computed the first time ``key`` is asked for in this process."""
+def load_once(key: tuple, load: Callable[[], Any], stages: Collection[str] = ()) -> Any:
+    """``load()``'s result, computed the first time ``key`` is asked for in this process.
+    ``stages``: the pipeline stages that use the model (default: the stage at work now)."""
     with _LOCK:
         if key not in _LOADED:
             _LOADED[key] = load()
+            _USED_BY[key] = frozenset(stages) or frozenset(_STAGE)
         return _LOADED[key]
 
 
@@ -23,6 +32,31 @@ def release(key: tuple) -> None:
     """Forget a model loaded by ``load_once`` (its memory goes back once nothing else holds it)."""
     with _LOCK:
         _LOADED.pop(key, None)
+        _USED_BY.pop(key, None)
+
+
+def enter_stage(stage: str) -> int:
+    """This process now works for ``stage``: release the models that only other stages use,
+    and return their number. Models loaded outside any stage (a notebook, a test) are kept."""
+    with _LOCK:
+        if _STAGE == [stage]:
+            return 0
+        _STAGE[:] = [stage]
+        gone = [key for key, used in _USED_BY.items() if used and stage not in used]
+        for key in gone:
+            release(key)
+    if gone:
+        gc.collect()
+        _empty_gpu_cache()
+    return len(gone)
+
+
+def _empty_gpu_cache() -> None:
+    import sys
+
+    torch = sys.modules.get("torch")  # never imported for this: no torch, no GPU memory to give back
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def auto_device(device: str) -> str:

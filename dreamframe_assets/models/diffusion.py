@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 import numpy as np
 
 from ..core.cache import bytes_digest
-from ..core.params import DiffusionParams
+from ..core.params import DiffusionParams, IPAdapterParams
 from ..core.plot import Movie
 from .device import auto_device, load_once
 
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     import torch
 
 EMBEDDING_FILE = "embedding.safetensors"
+DIFFUSION_STAGES = frozenset({"style_banks", "keyframes"})  # they share one loaded pipeline
 
 
 # ---------------------------------------------------------------- loading
@@ -108,7 +109,7 @@ def load_pipeline(params: DiffusionParams) -> Any:
         return _place(cls.from_pretrained(params.model, dtype=resolve_dtype(params), local_files_only=_offline(),
                                           use_safetensors=True), params)
 
-    return load_once(key, load)
+    return load_once(key, load, stages=DIFFUSION_STAGES)
 
 
 def load_refiner(params: DiffusionParams) -> Any | None:
@@ -132,7 +133,7 @@ def load_refiner(params: DiffusionParams) -> Any | None:
             dtype=resolve_dtype(params), local_files_only=_offline(), use_safetensors=True)
         return _place(refiner, params)
 
-    return load_once(key, load)
+    return load_once(key, load, stages=DIFFUSION_STAGES)
 
 
 # ---------------------------------------------------------------- drawing
@@ -147,7 +148,8 @@ def _to_uint8(image: np.ndarray) -> np.ndarray:
     return (np.clip(image, 0.0, 1.0) * 255).round().astype(np.uint8)
 
 
-def draw(params: DiffusionParams, prompts: Sequence[str], seeds: Sequence[int], width: int, height: int) -> list[np.ndarray]:
+def draw(params: DiffusionParams, prompts: Sequence[str], seeds: Sequence[int], width: int, height: int,
+         references: Sequence[torch.Tensor] | None = None) -> list[np.ndarray]:
     """One HxWx3 uint8 image per prompt, ``params.batch_size`` at a time.
 
     Image i depends only on (prompts[i], seeds[i]) and the settings, not on the
@@ -155,24 +157,116 @@ def draw(params: DiffusionParams, prompts: Sequence[str], seeds: Sequence[int], 
     still differ by one level here and there between batch sizes, because matrix
     kernels round differently for different batch shapes (on CPU and GPU alike). With a refiner: the base denoises to ``refiner_start`` and
     hands its latents to the refiner, which finishes (the paper: 40 steps, 0.75).
+
+    ``references`` (with an IP-Adapter loaded, ``ip_adapter_loaded``): per prompt, the image
+    embeddings [n, d] of the characters it shows (``reference_embeds``). The pipeline gives
+    every prompt of a call the same reference set, so a batch holds prompts with equal
+    references only: prompts are drawn grouped by their references and handed back in order.
+    The refiner finishes without them: it has no adapter.
     """
-    if len(prompts) != len(seeds):
-        raise ValueError(f"{len(prompts)} prompts but {len(seeds)} seeds")
+    if len(prompts) != len(seeds) or (references is not None and len(references) != len(prompts)):
+        raise ValueError(f"{len(prompts)} prompts but {len(seeds)} seeds"
+                         + (f" and {len(references)} reference sets" if references is not None else ""))
     pipe, refiner = load_pipeline(params), load_refiner(params)
-    images: list[np.ndarray] = []
-    for start in range(0, len(prompts), params.batch_size):
-        batch = list(prompts[start:start + params.batch_size])
-        generators = _generators(seeds[start:start + params.batch_size])
-        common = dict(prompt=batch, negative_prompt=[params.negative_prompt] * len(batch) if params.negative_prompt else None,
-                      num_inference_steps=params.steps, guidance_scale=params.guidance_scale, generator=generators)
-        if refiner is None:
-            out = pipe(**common, width=width, height=height, output_type="np").images
-        else:
-            latents = pipe(**common, width=width, height=height, denoising_end=params.refiner_start,
-                           output_type="latent").images
-            out = refiner(**common, image=latents, denoising_start=params.refiner_start, output_type="np").images
-        images.extend(_to_uint8(img) for img in out)
-    return images
+    groups: dict[bytes, list[int]] = {}
+    for i in range(len(prompts)):
+        groups.setdefault(b"" if references is None else _tensor_key(references[i]), []).append(i)
+    images: dict[int, np.ndarray] = {}
+    for members in groups.values():
+        for start in range(0, len(members), params.batch_size):
+            batch = members[start:start + params.batch_size]
+            common = dict(prompt=[prompts[i] for i in batch],
+                          negative_prompt=[params.negative_prompt] * len(batch) if params.negative_prompt else None,
+                          num_inference_steps=params.steps, guidance_scale=params.guidance_scale,
+                          generator=_generators([seeds[i] for i in batch]))
+            extra = {} if references is None else {
+                "ip_adapter_image_embeds": [_with_unconditional(references[batch[0]], params.guidance_scale > 1)]}
+            if refiner is None:
+                out = pipe(**common, **extra, width=width, height=height, output_type="np").images
+            else:
+                latents = pipe(**common, **extra, width=width, height=height, denoising_end=params.refiner_start,
+                               output_type="latent").images
+                out = refiner(**common, image=latents, denoising_start=params.refiner_start, output_type="np").images
+            images.update((i, _to_uint8(img)) for i, img in zip(batch, out))
+    return [images[i] for i in range(len(prompts))]
+
+
+def _tensor_key(t: torch.Tensor) -> bytes:
+    return str(tuple(t.shape)).encode() + t.detach().cpu().float().numpy().tobytes()
+
+
+def _with_unconditional(embeds: torch.Tensor, guidance: bool) -> torch.Tensor:
+    """One reference set [n, d] as the pipeline's ``ip_adapter_image_embeds`` entry: [1, n, d],
+    after its zeros (the unconditional half) when guided; the pipeline repeats it per prompt."""
+    import torch
+
+    embeds = embeds[None]
+    return torch.cat([torch.zeros_like(embeds), embeds]) if guidance else embeds
+
+
+# ---------------------------------------------------------------- character references (IP-Adapter)
+# One image per character, encoded by the adapter's CLIP image encoder; a frame is conditioned
+# on the embeddings of the characters it shows. The adapter is loaded into the shared pipeline
+# for one movie's frames and taken out after (a loaded adapter asks every call for image
+# embeddings, and textual inversion trains the bare UNet), while the image encoder and the
+# adapter's weights are read once per process.
+
+
+def _image_encoder_path(ip: IPAdapterParams) -> tuple[str, str]:
+    """(repo or folder, subfolder) of the image encoder, by diffusers' ``load_ip_adapter`` rule."""
+    if "/" in ip.image_encoder_folder:
+        return ip.model, ip.image_encoder_folder
+    return ip.model, Path(ip.subfolder, ip.image_encoder_folder).as_posix()
+
+
+def load_image_encoder(params: DiffusionParams, ip: IPAdapterParams) -> tuple[Any, Any]:
+    """(CLIPVisionModelWithProjection, CLIPImageProcessor) of the adapter, loaded once per process."""
+    model, subfolder = _image_encoder_path(ip)
+    key = ("ip-image-encoder", model, subfolder, resolve_device(params), str(resolve_dtype(params)))
+
+    def load() -> tuple[Any, Any]:
+        from transformers import CLIPImageProcessor, CLIPVisionModelWithProjection
+
+        encoder = CLIPVisionModelWithProjection.from_pretrained(
+            model, subfolder=subfolder, dtype=resolve_dtype(params), local_files_only=_offline(), use_safetensors=True)
+        size = encoder.config.image_size
+        return encoder.to(resolve_device(params)).eval(), CLIPImageProcessor(size=size, crop_size=size)
+
+    return load_once(key, load, stages=DIFFUSION_STAGES)
+
+
+def reference_embeds(params: DiffusionParams, ip: IPAdapterParams, images: Sequence[np.ndarray]) -> torch.Tensor:
+    """The adapter's image embedding of each reference image: [len(images), d], float32 on the CPU."""
+    import torch
+
+    encoder, processor = load_image_encoder(params, ip)
+    pixels = processor(list(images), return_tensors="pt").pixel_values
+    with torch.no_grad():
+        out = encoder(pixels.to(encoder.device, encoder.dtype)).image_embeds
+    return out.float().cpu()
+
+
+@contextlib.contextmanager
+def ip_adapter_loaded(params: DiffusionParams, ip: IPAdapterParams) -> Iterator[None]:
+    """The IP-Adapter in the shared pipeline for the block, taken out after (its attention
+    processors as they were, attention slicing included: the adapter's processors replace
+    them while it is in)."""
+    pipe = load_pipeline(params)
+    encoder, processor = load_image_encoder(params, ip)
+    saved = dict(pipe.unet.attn_processors)
+    extractor = getattr(pipe, "feature_extractor", None)
+    pipe.unet.set_default_attn_processor()  # the adapter rebuilds each processor bare: sliced ones cannot be
+    pipe.register_modules(image_encoder=encoder, feature_extractor=processor)  # so it loads none of its own
+    try:
+        pipe.load_ip_adapter(ip.model, subfolder=ip.subfolder, weight_name=ip.weight_name,
+                             local_files_only=_offline())
+        pipe.set_ip_adapter_scale(ip.scale)
+        yield
+    finally:
+        if getattr(pipe.unet, "encoder_hid_proj", None) is not None:
+            pipe.unload_ip_adapter()
+        pipe.register_modules(image_encoder=None, feature_extractor=extractor)
+        pipe.unet.set_attn_processor(saved)
 
 
 # ---------------------------------------------------------------- a learned style token

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..core.cache import digest
 from ..core.params import EmbedderParams
-from .device import load_once, release
+from .device import READERS, load_once, release
 
 CACHE_FILE = "embeddings.sqlite"
 PACKAGED = "minilm"  # the packaged all-MiniLM-L6-v2, offline
@@ -104,7 +104,7 @@ class TextEmbedder:
 
     def _model(self) -> Any:
         p = self.params
-        return load_once(("sentence-embedding", p.model, p.device), lambda: load_model(p.model, p.device))
+        return load_once(("sentence-embedding", p.model, p.device), lambda: load_model(p.model, p.device), stages=READERS)
 
     def release(self) -> None:
         """Let the model go (what is cached stays): for a caller that embedded all it needs."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .device import device_and_dtype, load_once
+from .device import READERS, device_and_dtype, load_once
 
 
 def load_vlm(model: str, device: str = "auto", dtype: str = "auto") -> tuple[Any, Any]:
@@ -18,4 +18,4 @@ def load_vlm(model: str, device: str = "auto", dtype: str = "auto") -> tuple[Any
         return processor, AutoModelForImageTextToText.from_pretrained(
             model, dtype=torch_dtype, use_safetensors=True).to(device).eval()
 
-    return load_once(("vlm", model, device, str(torch_dtype)), load)
+    return load_once(("vlm", model, device, str(torch_dtype)), load, stages=READERS)

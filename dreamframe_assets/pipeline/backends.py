@@ -133,6 +133,19 @@ def check_names(params: Params) -> None:
     _check("style_banks.learner", params.style_banks.learner, STYLE_LEARNERS)
     _check("keyframes.renderer", params.keyframes.renderer, RENDERERS)
     _check("qa_pairs.writer", params.qa_pairs.writer, QA_WRITERS)
+    ip = params.keyframes.ip_adapter
+    if ip.model:
+        if params.keyframes.renderer != "diffusion":
+            raise ParamsError("keyframes.ip_adapter.model: character references need keyframes.renderer: diffusion "
+                              f"(it is {params.keyframes.renderer}); set model: \"\" to turn them off")
+        if not ip.weight_name.endswith(".safetensors"):
+            raise ParamsError(f"keyframes.ip_adapter.weight_name: {ip.weight_name!r} is not a .safetensors file "
+                              "(other formats are pickles, which can run code when loaded)")
+        try:
+            ip.reference_prompt.format(appearance="")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ParamsError(f"keyframes.ip_adapter.reference_prompt: {ip.reference_prompt!r} may name "
+                              f"{{appearance}} only ({type(exc).__name__}: {exc})") from None
     faithful = params.qa_pairs.faithfulness
     names = verifier_names(faithful, params.keyframes.renderer)
     if "pixel" in names and params.keyframes.renderer != "offline":
@@ -151,6 +164,8 @@ def check_names(params: Params) -> None:
     for name in params.eval_scores.retrievers:
         if name not in ("text", "clip"):
             raise ParamsError(f"eval_scores.retrievers: unknown retriever {name!r} (known: clip, text)")
+    if params.eval_scores.person_detector and not params.eval_scores.clip_model:
+        raise ParamsError("eval_scores.person_detector: its crops are compared by CLIP: set eval_scores.clip_model too")
     if "clip" in params.eval_scores.retrievers and not params.eval_scores.clip_model:
         raise ParamsError("eval_scores.retrievers: clip needs eval_scores.clip_model (a CLIP hub id or folder)")
 
@@ -190,6 +205,8 @@ def preflight(params: Params, root: Path, timeout: float = 5.0, stages: Collecti
             models.append((f"{stage}.diffusion.model", diffusion.model))
             if diffusion.refiner:
                 models.append((f"{stage}.diffusion.refiner", diffusion.refiner))
+    if params.keyframes.renderer == "diffusion" and params.keyframes.ip_adapter.model:
+        models.append(("keyframes.ip_adapter.model", params.keyframes.ip_adapter.model))
     if params.qa_pairs.writer == "llm":
         chat("qa_pairs.llm", params.qa_pairs.llm)
     faithful = params.qa_pairs.faithfulness
@@ -205,6 +222,8 @@ def preflight(params: Params, root: Path, timeout: float = 5.0, stages: Collecti
         models.append(("eval_scores.vlm.model", scores.vlm.model))
     if scores.clip_model:
         models.append(("eval_scores.clip_model", scores.clip_model))
+    if scores.person_detector:
+        models.append(("eval_scores.person_detector", scores.person_detector))
     for where, embedder in (("qa_pairs.embedder.model", params.qa_pairs.embedder),
                             ("eval_scores.embedder.model", scores.embedder)):
         if embedder.model != PACKAGED:

@@ -32,7 +32,8 @@ STAGE_CODE: dict[str, tuple[str, ...]] = {
     "style_banks": ("style", "render/look.py"),
     "keyframes": ("render", "models/diffusion.py"),
     "qa_pairs": ("qa/offline.py", "qa/llm.py", "qa/gates.py", "evaluate/faithfulness.py", "models/embed.py"),
-    "eval_scores": ("evaluate", "qa/gates.py", "qa/oracle.py", "models/embed.py", "models/clip.py"),
+    "eval_scores": ("evaluate", "qa/gates.py", "qa/oracle.py", "models/embed.py", "models/clip.py",
+                    "models/detector.py"),
 }
 STAGES: tuple[str, ...] = tuple(STAGE_CODE)  # in the order they run
 PROMPTS = "prompts"  # read by the LLM client (``models/llm.py``)

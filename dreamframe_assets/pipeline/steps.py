@@ -52,7 +52,7 @@ from ..core.store import (
     table_bytes,
 )
 from ..core.vocabulary import GROUNDED_QTYPES
-from ..models.device import load_once
+from ..models.device import READERS, enter_stage, load_once
 from . import backends, executor
 from .code import code_version
 from .movies import (
@@ -78,7 +78,7 @@ SHEET_COLUMNS = 4
 # How each stage packs an item into the cache; part of every key, so raise it when
 # the packing changes (the code that makes items is versioned by ``code.code_version``).
 STATUS_EVERY = 2.0  # seconds between rewrites of a stage's status file during a run
-ITEM_FORMAT = {"movie_plots": 2, "style_banks": 3, "keyframes": 2, "qa_pairs": 6, "eval_scores": 3}
+ITEM_FORMAT = {"movie_plots": 2, "style_banks": 3, "keyframes": 2, "qa_pairs": 6, "eval_scores": 4}
 
 
 class StepError(RuntimeError):
@@ -118,7 +118,8 @@ def backend(stage: str, params: Params, root: Path) -> Any:
     choice, registry = backends.STAGE_BACKENDS[stage]
     name = getattr(group, choice)
     make = registry[name]
-    return load_once(("backend", stage, name, id(make), group.model_dump_json(), str(root)), lambda: make(group, Path(root)))
+    return load_once(("backend", stage, name, id(make), group.model_dump_json(), str(root)), lambda: make(group, Path(root)),
+                     stages={stage})
 
 
 def work_kind(stage: str, params: Params) -> tuple[executor.Work, int]:
@@ -138,6 +139,7 @@ def compute_movie(stage: str, params: Params, root: str, args: tuple) -> tuple[s
     """One movie's item, in whatever process the executor chose: ("ok", bytes, ""),
     ("quarantined", rows of what a model could not write, message) or ("failed", message, traceback)."""
     try:
+        enter_stage(stage)
         return "ok", COMPUTE[stage](backend(stage, params, Path(root)), params, Path(root), *args), ""
     except Exception as exc:  # noqa: BLE001 - the stage names the movie
         records = getattr(exc, "records", None)
@@ -248,6 +250,7 @@ def stage_lock(root: Path, stage: str) -> Iterator[None]:
 
 def _run_stage(root: Path, params: Params, stage: str, movies: list[str] | None, retry: bool) -> StepResult:
     t0 = time.perf_counter()
+    enter_stage(stage)  # the models of earlier stages in this process are let go
     sources, left_out = read_sources(root, params)
     for line in left_out if stage == "movie_plots" else ():  # the CLI shows them before the run
         log.info("movie_plots: %s", line)
@@ -588,22 +591,27 @@ def _frames_compute(renderer: Any, params: Params, root: Path, mid: str, style: 
                     seed: int) -> bytes:
     p = params.keyframes
     plot, style = read_plot(root, mid, check=False), style_object(style, style_files)
-    if not hasattr(renderer, "render_with_prompts"):
+    if not hasattr(renderer, "render_movie"):
         return pack_shard([(keyframe_member(mid, i), png_bytes(img))
                            for i, img in enumerate(renderer.render(plot, style, p.width, p.height, seed))])
-    images, prompts = renderer.render_with_prompts(plot, style, p.width, p.height, seed)
-    said = [{"frame_index": i, **prompt.to_dict()} for i, prompt in enumerate(prompts)]
-    return pack_shard([(keyframe_member(mid, i), png_bytes(img)) for i, img in enumerate(images)]
-                      + [(PROMPTS_MEMBER, json.dumps(said, indent=1).encode())])
+    drawn = renderer.render_movie(plot, style, p.width, p.height, seed)
+    said = [{"frame_index": i, **prompt.to_dict()} for i, prompt in enumerate(drawn.prompts)]
+    return pack_shard([(keyframe_member(mid, i), png_bytes(img)) for i, img in enumerate(drawn.images)]
+                      + [(PROMPTS_MEMBER, json.dumps(said, indent=1).encode())]
+                      + [(f"{REFERENCES}/{char_id}.png", png_bytes(img)) for char_id, img in drawn.references.items()])
 
 
-PROMPTS_MEMBER = "prompts.json"  # in a diffusion renderer's item: written to prompts/<movie>.json
+# Beside the frames in a diffusion renderer's item, and written beside the shard: the prompts
+# (prompts/<movie>.json) and each character's reference image (references/<movie>/<char_id>.png)
+PROMPTS_MEMBER = "prompts.json"
+REFERENCES = "references"
 
 
 def _frames_files(run: Run, mid: str, shard: bytes, check: bool = True) -> tuple[dict[Path, bytes], str, dict[str, int]]:
     p = run.params.keyframes
     members = shard_members(shard)
     prompts = members.pop(PROMPTS_MEMBER, None)  # the prompts each frame was drawn with, kept beside the shard
+    references = {name: members.pop(name) for name in sorted(members) if name.startswith(f"{REFERENCES}/")}
     if prompts is not None:
         shard = pack_shard(sorted(members.items()))
     frames = len(read_plot(run.root, mid, check=False).frames)
@@ -620,6 +628,10 @@ def _frames_files(run: Run, mid: str, shard: bytes, check: bool = True) -> tuple
     if prompts is not None:
         files[run.folder / "prompts" / f"{mid}.json"] = prompts
         counts["prompts_cut"] = sum(bool(r["lost"]) for r in json.loads(prompts))
+    for name, data in references.items():
+        files[run.folder / REFERENCES / mid / name.split("/", 1)[1]] = data
+    if references:
+        counts["character_references"] = len(references)
     return files, "done", counts
 
 
@@ -634,6 +646,10 @@ def _frames_assemble(run: Run, ids: list[str]) -> tuple[dict[Path, bytes], dict,
         lost = Counter(what for r in said for what in r["lost"])
         counts["prompts_cut"] = sum(bool(r["lost"]) for r in said)
         extra["prompts_lost"] = dict(sorted(lost.items()))
+    references = sum(len(list((run.folder / REFERENCES / mid).glob("*.png"))) for mid in ids
+                     if (run.folder / REFERENCES / mid).is_dir())
+    if references:
+        counts["character_references"] = references
     return {run.folder / "keyframes.parquet": table_bytes(table)}, counts, table.head(8), extra
 
 
@@ -686,7 +702,7 @@ def _qa_compute(writer: Any, params: Params, root: Path, mid: str, frames: int, 
     p = params.qa_pairs
     plot = read_plot(root, mid, check=False)
     embedder = load_once(("embedder", p.embedder.model_dump_json(), str(root)),
-                         lambda: TextEmbedder(p.embedder, root / backends.EMBED_CACHE))
+                         lambda: TextEmbedder(p.embedder, root / backends.EMBED_CACHE), stages=READERS)
     batch = writer.write(plot, p.grounded_per_frame, p.max_qtype_share, seed)
     unfaithful, verdicts = {}, {}
     verifiers = _verifiers(params)
@@ -812,21 +828,27 @@ def _eval_compute(params: Params, root: str, mid: str, plot_json: str, qa_rows: 
     from ..evaluate import metrics
     from ..models.embed import TextEmbedder
 
+    enter_stage("eval_scores")
     p = params.eval_scores
     where = (p.model_dump_json(), root)
     answerers = load_once(("answerers", *where), lambda: [backends.ANSWERERS[n](p, Path(root)) for n in p.answerers])
     text = None
     if "text" in p.retrievers and retrieve:
         text = load_once(("embedder", p.embedder.model_dump_json(), root),
-                         lambda: TextEmbedder(p.embedder, Path(root) / backends.EMBED_CACHE))
+                         lambda: TextEmbedder(p.embedder, Path(root) / backends.EMBED_CACHE), stages=READERS)
     clip = None
     if p.clip_model:
         from ..models.clip import ClipEmbedder
 
-        clip = load_once(("clip", p.clip_model), lambda: ClipEmbedder(p.clip_model))
+        clip = load_once(("clip", p.clip_model), lambda: ClipEmbedder(p.clip_model), stages=READERS)
+    detector = None
+    if p.person_detector:
+        from ..models.detector import PersonDetector
+
+        detector = PersonDetector(p.person_detector, p.person_threshold)
     qas = [qa_from_row(r) for r in qa_rows]
     scores = metrics.movie_scores(plot_from_json(plot_json.encode()), qas, read_keyframes(Path(root), mid),
-                                  answerers, text, clip)
+                                  answerers, text, clip, detector)
     return json.dumps(scores).encode()
 
 
@@ -870,6 +892,7 @@ def _evaluate_dataset(root: Path, params: Params) -> StepResult:
     from ..qa import gates
 
     t0 = time.perf_counter()
+    enter_stage("eval_scores")
     p = params.eval_scores
     plots = read_plots(root)
     qas = read_qa(root)
@@ -891,6 +914,7 @@ def _evaluate_dataset(root: Path, params: Params) -> StepResult:
         # assembled from), not by the rows read back: the same inputs, without re-serialising them
         sources = [_movie_digest(root, stage, mid) for stage in ("movie_plots", "qa_pairs")]
         key = digest("eval_scores", ITEM_FORMAT["eval_scores"], code, identities, p.seed, p.retrievers, p.clip_model,
+                     (p.person_detector, p.person_threshold) if p.person_detector and p.clip_model else None,
                      embedder.identity(), sources, shas[mid], mid in retrieved)
         data = cache.get(key)
         if data is None:

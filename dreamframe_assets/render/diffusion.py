@@ -7,13 +7,19 @@ A frame's prompt asks first for the facts its QA will claim (who, how many, what
 wear, what they do and hold, where, their expression), then the writer's prose: CLIP
 reads 77 tokens and cuts the rest, so the prose is what gets cut, never a fact. A
 prompt that still does not fit drops facts from the end, and says which.
+
+Characters that stay themselves (``keyframes.ip_adapter``): each character's reference
+image is drawn once per movie, in the movie's style, from its own seed; every frame is
+then conditioned on the references of the characters it shows, through IP-Adapter. A
+frame's appearance text alone leaves each drawing of a character to chance.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -27,8 +33,10 @@ from ..models.diffusion import (
     draw,
     frame_prompt,
     image_settings,
+    ip_adapter_loaded,
     load_pipeline,
     prompt_fits,
+    reference_embeds,
     style_loaded,
 )
 
@@ -119,9 +127,11 @@ class DiffusionRenderer:
 
     def identity(self) -> str:
         """Goes into cache keys: settings that change images (not batch size: batching changes nothing)."""
-        return "diffusion-render/2:" + json.dumps({**image_settings(self.params.diffusion),
-                                                   "character_seeds": self.params.diffusion.character_seeds,
-                                                   "prompt": self.params.prompt}, sort_keys=True)
+        settings = {**image_settings(self.params.diffusion), "character_seeds": self.params.diffusion.character_seeds,
+                    "prompt": self.params.prompt}
+        if self.params.ip_adapter.model:  # only then: frames drawn without references keep their keys
+            settings["ip_adapter"] = self.params.ip_adapter.model_dump()
+        return "diffusion-render/2:" + json.dumps(settings, sort_keys=True)
 
     def prompts(self, plot: MoviePlot, style: Any, indices: Sequence[int]) -> list[FramePrompt]:
         """Each chosen frame's prompt (call with the style loaded: its token counts as one)."""
@@ -130,22 +140,52 @@ class DiffusionRenderer:
         head, fits = frame_prompt(style, plot.movie, ""), prompt_fits(load_pipeline(self.params.diffusion))
         return [fit_prompt(head, frame_facts(plot, plot.frames[i]), _prose(plot.frames[i]), fits) for i in indices]
 
+    def references(self, plot: MoviePlot, style: Any, width: int, height: int, seed: int) -> dict[str, np.ndarray]:
+        """One reference image per character (call with the style loaded), each from its own
+        seed: the picture every frame of theirs is conditioned on."""
+        ip, cast = self.params.ip_adapter, plot.movie.characters
+        prompts = [frame_prompt(style, plot.movie, ip.reference_prompt.format(appearance=c.appearance)) for c in cast]
+        seeds = [item_seed("character-reference", seed, plot.movie.movie_id, c.char_id) for c in cast]
+        return dict(zip([c.char_id for c in cast], draw(self.params.diffusion, prompts, seeds, width, height)))
+
     def render(self, plot: MoviePlot, style: Any, width: int, height: int, seed: int,
                indices: Sequence[int] | None = None) -> list[np.ndarray]:
         """One image per plot.frames (or per ``indices`` into it: redraw frames alone;
         the result equals the same frames drawn with the whole movie)."""
-        return self.render_with_prompts(plot, style, width, height, seed, indices)[0]
+        return self.render_movie(plot, style, width, height, seed, indices).images
 
-    def render_with_prompts(self, plot: MoviePlot, style: Any, width: int, height: int, seed: int,
-                            indices: Sequence[int] | None = None) -> tuple[list[np.ndarray], list[FramePrompt]]:
-        """``render``, and the prompt each image was drawn with."""
-        diffusion = self.params.diffusion
+    def render_movie(self, plot: MoviePlot, style: Any, width: int, height: int, seed: int,
+                     indices: Sequence[int] | None = None) -> Rendered:
+        """``render``, with the prompt each image was drawn with and the character references."""
+        loaded = style_loaded(load_pipeline(self.params.diffusion), style) \
+            if isinstance(style, TextualInversionStyle) else contextlib.nullcontext()
+        with loaded:
+            return self._render(plot, style, width, height, seed, indices)
+
+    def _render(self, plot: MoviePlot, style: Any, width: int, height: int, seed: int,
+                indices: Sequence[int] | None) -> Rendered:
+        diffusion, ip = self.params.diffusion, self.params.ip_adapter
         seeds = frame_seeds(plot, seed, diffusion.character_seeds)
         chosen = list(range(len(plot.frames)) if indices is None else indices)
-        chosen_seeds = [seeds[i] for i in chosen]
-        if not isinstance(style, TextualInversionStyle):
-            prompts = self.prompts(plot, style, chosen)
-            return draw(diffusion, [p.text for p in prompts], chosen_seeds, width, height), prompts
-        with style_loaded(load_pipeline(diffusion), style):
-            prompts = self.prompts(plot, style, chosen)
-            return draw(diffusion, [p.text for p in prompts], chosen_seeds, width, height), prompts
+        prompts = self.prompts(plot, style, chosen)
+        texts, chosen_seeds = [p.text for p in prompts], [seeds[i] for i in chosen]
+        if not ip.model:
+            return Rendered(draw(diffusion, texts, chosen_seeds, width, height), prompts)
+        references = self.references(plot, style, width, height, seed)
+        embeds = reference_embeds(diffusion, ip, list(references.values()))
+        row = {char_id: i for i, char_id in enumerate(references)}
+        nobody = embeds.new_zeros((1, embeds.shape[1]))  # a frame without people: the unconditional embedding
+        shown = [[row[c] for c in plot.frames[i].characters if c in row] for i in chosen]
+        per_frame = [embeds[rows] if rows else nobody for rows in shown]
+        with ip_adapter_loaded(diffusion, ip):
+            images = draw(diffusion, texts, chosen_seeds, width, height, references=per_frame)
+        return Rendered(images, prompts, references)
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """A movie's frames, the prompt each was drawn with, and its character references (if any)."""
+
+    images: list[np.ndarray]
+    prompts: list[FramePrompt]
+    references: dict[str, np.ndarray] = field(default_factory=dict)  # char_id -> image

@@ -171,3 +171,32 @@ def test_llm_writers_through_the_graph_pay_once_and_quarantine_bad_movies(projec
         # the good movie is a cache hit; the quarantined one is re-parsed from cached answers
         assert len(server.bodies) == sent
         assert metadata(again, "movie_plots")["llm_usage"]["requests_sent"] == 0
+
+
+def test_character_references_are_drawn_kept_and_measured(diffusion_project, tiny_sd_ip_adapter, tmp_path):
+    """With an IP-Adapter, each character gets one reference image per movie, every frame of
+    theirs is drawn from it, and evaluation says how alike each character's frames are."""
+    from ..models.test_clip import _tiny_clip
+
+    root = diffusion_project
+    before = {p.name: p.read_bytes() for p in (root / "data/keyframes/shards").glob("*.tar")}
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["keyframes"]["ip_adapter"].update(model=str(tiny_sd_ip_adapter), weight_name="ip_adapter.safetensors")
+    params["eval_scores"]["clip_model"] = str(_tiny_clip(tmp_path / "clip"))
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    again = materialize(root)
+    assert again.success
+    assert metadata(again, "style_banks")["cache_misses"] == 0  # the styles do not depend on it
+    assert metadata(again, "keyframes")["cache_misses"] == 2
+    plots = {p.stem: json.loads(p.read_text()) for p in (root / "data/movie_plots/movies").glob("*.json")}
+    for mid, plot in plots.items():
+        cast = sorted(c["char_id"] for c in plot["movie"]["characters"])
+        assert sorted(p.stem for p in (root / "data/keyframes/references" / mid).glob("*.png")) == cast
+    assert metadata(again, "keyframes")["count_character_references"] == sum(
+        len(p["movie"]["characters"]) for p in plots.values())
+    after = {p.name: p.read_bytes() for p in (root / "data/keyframes/shards").glob("*.tar")}
+    assert after.keys() == before.keys() and all(after[k] != before[k] for k in after)  # frames drawn anew
+    identity = json.loads((root / "data/eval_scores/metrics.json").read_text())["identity_consistency_clip"]
+    # one-person frames only (no detector): these small movies have 3 same-character pairs, none of two characters
+    assert (identity["same_pairs"], identity["different_pairs"]) == (3, 0)
+    assert -1.0 <= identity["same_character"] <= 1.0 and identity["separation"] == 0.0

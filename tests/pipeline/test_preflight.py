@@ -201,3 +201,27 @@ def test_the_pixel_verifier_is_refused_for_diffusion_frames():
     with pytest.raises(ParamsError, match=r"^qa_pairs\.faithfulness\.verifiers: pixel reads"):
         check_names(wrong)
     check_names(Params.model_validate({"keyframes": {"renderer": "diffusion"}}))  # auto: no pixel
+
+
+@pytest.mark.parametrize("given, says", [
+    ({"keyframes": {"ip_adapter": {"model": "h94/IP-Adapter"}}}, r"^keyframes\.ip_adapter\.model: character references need keyframes\.renderer: diffusion"),
+    ({"keyframes": {"renderer": "diffusion", "ip_adapter": {"model": "h94/IP-Adapter", "weight_name": "ip-adapter_sd15.bin"}}},
+     r"^keyframes\.ip_adapter\.weight_name: 'ip-adapter_sd15\.bin' is not a \.safetensors file"),
+    ({"keyframes": {"renderer": "diffusion", "ip_adapter": {"model": "x", "reference_prompt": "a {person} alone"}}},
+     r"^keyframes\.ip_adapter\.reference_prompt: 'a \{person\} alone' may name \{appearance\} only"),
+    ({"eval_scores": {"person_detector": "facebook/detr-resnet-50"}}, r"^eval_scores\.person_detector: .* set eval_scores\.clip_model"),
+])
+def test_character_references_and_the_person_detector_are_checked_before_any_work(given, says):
+    from dreamframe_assets.core.params import Params, ParamsError
+    from dreamframe_assets.pipeline.backends import check_names
+
+    with pytest.raises(ParamsError, match=says):
+        check_names(Params.model_validate(given))
+
+
+def test_preflight_looks_for_the_ip_adapter_and_the_detector(tmp_path: Path):
+    message = error(params(keyframes={"renderer": "diffusion", "diffusion": {"model": str(tmp_path)},
+                                      "ip_adapter": {"model": "./no-such-adapter"}}), tmp_path)
+    assert message.startswith("keyframes.ip_adapter.model: './no-such-adapter' is not a folder")
+    message = error(params(eval_scores={"clip_model": str(tmp_path), "person_detector": "./no-such-detector"}), tmp_path)
+    assert message.startswith("eval_scores.person_detector: './no-such-detector' is not a folder")

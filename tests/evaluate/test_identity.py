@@ -1,0 +1,116 @@
+"""Identity consistency: views of one character alike, of different characters apart."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from dreamframe_assets.evaluate.identity import (
+    character_views,
+    crop,
+    identity_consistency,
+    identity_pairs,
+    movie_identity,
+)
+from dreamframe_assets.evaluate.metrics import movie_scores, summarize
+
+from ..conftest import make_plot
+
+COLOURS = {"c0": (200, 30, 30), "c1": (30, 30, 200)}
+
+
+class MeanColourClip:
+    """Stands in for CLIP's image encoder: an image's unit-length mean colour (and a texts() for retrieval)."""
+
+    def images(self, images):
+        rows = np.array([np.asarray(img, dtype=np.float64).reshape(-1, 3).mean(0) for img in images])
+        return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+    def texts(self, texts):
+        return np.ones((len(texts), 3)) / np.sqrt(3)
+
+
+class HalvesDetector:
+    """Finds one person per vertical half of a frame whose halves differ (as drawn below)."""
+
+    def people(self, images):
+        out = []
+        for img in images:
+            w = img.shape[1]
+            left, right = img[:, : w // 2].mean((0, 1)), img[:, w // 2:].mean((0, 1))
+            out.append([(0.0, 0.0, w / 2, img.shape[0]), (w / 2, 0.0, float(w), img.shape[0])]
+                       if np.abs(left - right).max() > 20 else [])
+        return out
+
+
+def _drawn(plot, look=COLOURS, seed=0):
+    """Frames in which each character is a patch of their colour, left to right, on grey noise."""
+    rng = np.random.default_rng(seed)
+    images = []
+    for frame in plot.frames:
+        img = rng.integers(100, 140, (32, 64, 3)).astype(np.uint8)
+        for i, c in enumerate(frame.characters):
+            part = 64 // len(frame.characters)
+            img[:, i * part:(i + 1) * part] = np.clip(np.array(look[c]) + rng.integers(-10, 10, 3), 0, 255)
+        images.append(img)
+    return images
+
+
+def test_the_same_character_looks_alike_and_others_do_not():
+    plot = make_plot()  # frames: c0, c0, c0+c1, c0+c1, c1, c1+c0
+    clip = MeanColourClip()
+    images = _drawn(plot)
+    pairs = movie_identity(plot, images, clip.images(images), clip)
+    # one-person frames only: c0 in frames 0 and 1, c1 in frame 4 -> 1 same pair, 2 different pairs
+    assert pairs["same"][1] == 1 and pairs["different"][1] == 2
+    result = identity_consistency([pairs])
+    assert result["same_character"] > 0.99 and result["different_characters"] < 0.5
+    assert result["separation"] > 0.5
+
+    # a character drawn as someone else in one of their frames: the separation falls
+    lost = list(images)
+    lost[1] = _drawn(dataclasses.replace(plot, frames=(plot.frames[4],)))[0]  # c0's frame shows c1's look
+    worse = identity_consistency([movie_identity(plot, lost, clip.images(lost), clip)])
+    assert worse["separation"] < result["separation"] - 0.3
+
+
+def test_a_person_detector_adds_the_crowded_frames_matched_left_to_right():
+    plot = make_plot()
+    clip = MeanColourClip()
+    images = _drawn(plot)
+    views = character_views(plot, images, HalvesDetector())
+    crowded = [(c, k) for c, k, box in views if box is not None]
+    assert crowded == [("c0", 2), ("c1", 2), ("c0", 3), ("c1", 3), ("c1", 5), ("c0", 5)]
+    pairs = movie_identity(plot, images, clip.images(images), clip, HalvesDetector())
+    assert pairs["same"][1] + pairs["different"][1] == len(views) * (len(views) - 1) // 2
+    assert identity_consistency([pairs])["separation"] > 0.5
+
+    class Nobody:  # a detector that finds no one (or a wrong count): the frame is left out, not guessed
+        def people(self, images):
+            return [[] for _ in images]
+
+    assert [k for _, k, _ in character_views(plot, images, Nobody())] == [0, 1, 4]
+
+
+def test_sums_add_up_across_movies_and_crops_stay_inside_the_frame():
+    a = identity_pairs(["x", "x", "y"], np.eye(3)[[0, 0, 1]])
+    assert a == {"same": [1.0, 1], "different": [0.0, 2]}
+    b = identity_pairs(["z"], np.eye(3)[[2]])
+    assert b == {"same": [0.0, 0], "different": [0.0, 0]}
+    assert identity_consistency([a, b, a]) == {"same_character": 1.0, "different_characters": 0.0, "separation": 1.0,
+                                               "same_pairs": 2, "different_pairs": 4}
+    assert identity_consistency([])["separation"] == 0.0
+    image = np.zeros((10, 20, 3), np.uint8)
+    assert crop(image, (-5.0, -5.0, 30.0, 30.0)).shape == (10, 20, 3)
+    assert crop(image, (19.7, 9.9, 19.8, 9.9)).shape == (1, 1, 3)
+
+
+def test_evaluation_reports_identity_consistency_with_clip():
+    plot = make_plot()
+    images = _drawn(plot)
+    scores = {plot.movie.movie_id: movie_scores(plot, [], images, [], clip=MeanColourClip())}
+    metrics = summarize({plot.movie.movie_id: plot}, [], scores)
+    assert metrics["identity_consistency_clip"]["separation"] > 0.5
+    assert "identity_consistency_clip" not in summarize({plot.movie.movie_id: plot}, [],
+                                                        {plot.movie.movie_id: movie_scores(plot, [], images, [])})
