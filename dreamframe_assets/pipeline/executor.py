@@ -5,7 +5,8 @@ soon as that movie finishes (so it can be written and forgotten: memory stays
 bounded). What the work waits on decides where it runs:
 
 - ``cpu`` (the offline backends): ``workers`` processes (``auto``: this machine's
-  cores), or Ray tasks of one CPU each;
+  cores, started only once the movies left would take longer alone than starting them:
+  a small stage runs here), or Ray tasks of one CPU each;
 - ``gpu`` (diffusion, textual inversion, local transformers): one worker per GPU
   (one on a machine without any), or Ray tasks that ask for ``num_gpus=1``;
 - ``io`` (a model server): threads of this process, as many as the requests the
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, BrokenExecutor, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from typing import Any, Literal
@@ -69,8 +71,13 @@ def run_all(calls: Sequence[Call], params: ExecutorParams, work: Work, io_limit:
         for i, (fn, args) in enumerate(calls):
             yield i, _call(fn, args)
         return
+    first = 0
+    if work == "cpu" and params.workers == "auto" and work not in _POOLS:
+        first = yield from _until_worth_a_pool(calls, workers)
+        if first == len(calls):
+            return
     pool = _pool(work, workers)
-    futures: dict[Future, int] = {pool.submit(_call, fn, args): i for i, (fn, args) in enumerate(calls)}
+    futures: dict[Future, int] = {pool.submit(_call, fn, args): i for i, (fn, args) in enumerate(calls) if i >= first}
     pending = set(futures)
     try:
         while pending:
@@ -92,6 +99,32 @@ def run_all(calls: Sequence[Call], params: ExecutorParams, work: Work, io_limit:
     finally:
         for future in pending:
             future.cancel()
+
+
+# What starting a worker process costs, in seconds of wall time: a spawned worker imports the
+# project, Dagster, polars, pandera (and torch where its work needs it) before its first movie.
+WORKER_START_SECONDS = 4.0
+
+
+def _until_worth_a_pool(calls: Sequence[Call], workers: int) -> Iterator[tuple[int, Any]]:
+    """Run movies here, one after another, until the rest would take long enough alone to pay
+    for starting ``workers`` processes; return how many ran. A small stage (a dozen cheap
+    movies) is over before a pool would have started; a large one starts its pool after two.
+    The first movie's time is not counted: it loads this process's models."""
+    spent, i = [], 0
+    while i < len(calls):
+        t0 = time.perf_counter()
+        result = _call(*calls[i])
+        spent.append(time.perf_counter() - t0)
+        yield i, result
+        del result
+        i += 1
+        if len(spent) >= 2:
+            per_movie = sum(spent[1:]) / len(spent[1:])
+            # the pool wins when start + rest / workers < rest
+            if per_movie * (len(calls) - i) > WORKER_START_SECONDS * workers / (workers - 1):
+                break
+    return i
 
 
 # Worker pools live as long as this process, so the models a worker loaded serve the next

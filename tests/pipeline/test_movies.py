@@ -89,6 +89,37 @@ def test_io_work_shares_one_limit_and_results_come_as_they_finish():
     assert got == {i: i * i for i in range(12)} and most[0] == 4
 
 
+def _pid_after(seconds: float) -> int:
+    import os
+    import time
+
+    time.sleep(seconds)
+    return os.getpid()
+
+
+def test_workers_auto_start_only_when_the_movies_left_would_take_longer_than_starting_them(monkeypatch):
+    import os
+
+    monkeypatch.setattr(executor, "machine_cores", lambda: 2)
+    monkeypatch.setattr(executor, "_POOLS", {})
+    params = load_params(REPO).executor.model_copy(update={"workers": "auto"})
+    quick = dict(executor.run_all([(_pid_after, (0.0,)) for _ in range(12)], params, "cpu"))
+    assert sorted(quick) == list(range(12)) and set(quick.values()) == {os.getpid()}  # a small stage: no pool
+    assert executor._POOLS == {}
+
+    monkeypatch.setattr(executor, "WORKER_START_SECONDS", 0.05)
+    try:
+        slow = dict(executor.run_all([(_pid_after, (0.1,)) for _ in range(12)], params, "cpu"))
+        assert sorted(slow) == list(range(12))
+        assert slow[0] == slow[1] == os.getpid()  # two here, to measure a movie (the first loads models)
+        assert {slow[i] for i in range(2, 12)} - {os.getpid()}, "the rest went to the worker processes"
+        assert "cpu" in executor._POOLS
+        again = dict(executor.run_all([(_pid_after, (0.0,)) for _ in range(4)], params, "cpu"))
+        assert os.getpid() not in again.values()  # a warm pool is used at once
+    finally:
+        executor.shutdown()
+
+
 def test_a_call_that_raises_comes_back_as_its_error():
     params = load_params(REPO).executor.model_copy(update={"workers": 1})
     [(i, error)] = list(executor.run_all([(int, ("not a number",))], params, "cpu"))
