@@ -54,7 +54,7 @@ from ..core.store import (
 from ..core.vocabulary import GROUNDED_QTYPES
 from ..models.device import READERS, enter_stage, load_once
 from . import backends, executor
-from .code import code_version
+from .code import STAGES, code_version
 from .movies import (
     STATUS_DIR,
     MovieState,
@@ -118,8 +118,10 @@ def backend(stage: str, params: Params, root: Path) -> Any:
     choice, registry = backends.STAGE_BACKENDS[stage]
     name = getattr(group, choice)
     make = registry[name]
+    # kept whatever stage runs next: a backend holds its settings, and its models are loaded
+    # (and let go) under keys of their own
     return load_once(("backend", stage, name, id(make), group.model_dump_json(), str(root)), lambda: make(group, Path(root)),
-                     stages={stage})
+                     stages=STAGES)
 
 
 def work_kind(stage: str, params: Params) -> tuple[executor.Work, int]:
