@@ -146,7 +146,7 @@ class IPAdapterParams(_Group):
     movie; every frame the character is in is conditioned on it through IP-Adapter."""
 
     model: str = ""  # "" for none; a hub id or folder holding the adapter, e.g. h94/IP-Adapter
-    subfolder: str = ""  # e.g. sdxl_models (h94/IP-Adapter, SDXL) or models (SD 1.5)
+    subfolder: str = "sdxl_models"  # in h94/IP-Adapter: sdxl_models (SDXL) or models (SD 1.5); "" for the root
     weight_name: str = "ip-adapter_sdxl.safetensors"  # safetensors only (a .bin is a pickle)
     # the CLIP image encoder: a folder inside ``subfolder``, or a path from the adapter's root
     # when it holds a "/" (diffusers' rule), e.g. models/image_encoder for the ViT-H adapters
@@ -216,8 +216,9 @@ class EvalScoresParams(_Group):
     # texts are most of what evaluation embeds; 200 movies hold ~20,000 questions at paper scale
     retrieval_movies: Annotated[int, Field(ge=0)] = 200
     clip_model: str = ""  # a CLIP hub id / folder: CLIP retrieval, CLIP style and identity consistency
-    # identity consistency also crops each character out of frames with several people, with this
-    # object detector (a transformers hub id / folder with a "person" class); "": one-person frames only
+    # identity consistency crops each character out of its frames with this object detector (a
+    # transformers hub id / folder with a "person" class, e.g. hustvl/yolos-small); "": whole
+    # one-person frames only
     person_detector: str = ""
     person_threshold: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.5
     embedder: EmbedderParams = EmbedderParams()

@@ -29,7 +29,12 @@ class PersonDetector:
         def load() -> tuple[Any, Any, int]:
             from transformers import AutoImageProcessor, AutoModelForObjectDetection
 
-            model = AutoModelForObjectDetection.from_pretrained(self.model_name, use_safetensors=True).to(device).eval()
+            try:
+                model = AutoModelForObjectDetection.from_pretrained(self.model_name, use_safetensors=True)
+            except ImportError as exc:  # e.g. a DETR with a timm backbone, timm not installed
+                raise ValueError(f"eval_scores.person_detector: {self.model_name!r} needs a package that is not "
+                                 f"installed ({str(exc).splitlines()[0][:160]}); a YOLOS or RT-DETR detector needs none") from None
+            model = model.to(device).eval()
             labels = {str(name).lower(): int(i) for i, name in model.config.id2label.items()}
             if "person" not in labels:
                 raise ValueError(f"eval_scores.person_detector: {self.model_name!r} has no 'person' class "

@@ -8,9 +8,10 @@ from typing import Any, Callable, Collection
 
 # Models loaded in this process, by what changes their weights (name, device, dtype):
 # loading takes seconds to minutes, so each is loaded once per process and shared. Each
-# remembers the pipeline stages that use it: a stage that starts in this process lets go of
-# the models no stage of its own uses (a GPU worker runs stage after stage, and the diffusion
-# pipeline has no business beside the VLM of evaluation).
+# remembers the pipeline stages that use it. Before a model is loaded for a stage, the
+# models no stage of its own uses are let go (a GPU worker runs stage after stage, and the
+# diffusion pipeline has no business beside the VLM of evaluation); a stage that loads
+# nothing (its movies all cached) lets go of nothing.
 _LOADED: dict[tuple, Any] = {}
 _USED_BY: dict[tuple, frozenset[str]] = {}
 _STAGE: list[str] = []  # the stage this process works for now, once one has started
@@ -23,6 +24,7 @@ def load_once(key: tuple, load: Callable[[], Any], stages: Collection[str] = ())
     ``stages``: the pipeline stages that use the model (default: the stage at work now)."""
     with _LOCK:
         if key not in _LOADED:
+            release_unused()
             _LOADED[key] = load()
             _USED_BY[key] = frozenset(stages) or frozenset(_STAGE)
         return _LOADED[key]
@@ -35,19 +37,22 @@ def release(key: tuple) -> None:
         _USED_BY.pop(key, None)
 
 
-def enter_stage(stage: str) -> int:
-    """This process now works for ``stage``: release the models that only other stages use,
-    and return their number. Models loaded outside any stage (a notebook, a test) are kept."""
+def enter_stage(stage: str) -> None:
+    """This process now works for ``stage`` (see ``release_unused``)."""
     with _LOCK:
-        if _STAGE == [stage]:
-            return 0
         _STAGE[:] = [stage]
-        gone = [key for key, used in _USED_BY.items() if used and stage not in used]
+
+
+def release_unused() -> int:
+    """Let go of the models that only other stages than the current one use, and return their
+    number. Models loaded outside any stage (a notebook, a test) are kept."""
+    with _LOCK:
+        gone = [key for key, used in _USED_BY.items() if _STAGE and used and _STAGE[0] not in used]
         for key in gone:
             release(key)
-    if gone:
-        gc.collect()
-        _empty_gpu_cache()
+        if gone:
+            gc.collect()
+            _empty_gpu_cache()
     return len(gone)
 
 

@@ -208,8 +208,8 @@ def _with_unconditional(embeds: torch.Tensor, guidance: bool) -> torch.Tensor:
 # One image per character, encoded by the adapter's CLIP image encoder; a frame is conditioned
 # on the embeddings of the characters it shows. The adapter is loaded into the shared pipeline
 # for one movie's frames and taken out after (a loaded adapter asks every call for image
-# embeddings, and textual inversion trains the bare UNet), while the image encoder and the
-# adapter's weights are read once per process.
+# embeddings, and textual inversion trains the bare UNet): its weights are read for each movie
+# (0.7 GB for SDXL's, from the page cache after the first), the image encoder once per process.
 
 
 def _image_encoder_path(ip: IPAdapterParams) -> tuple[str, str]:
@@ -220,7 +220,8 @@ def _image_encoder_path(ip: IPAdapterParams) -> tuple[str, str]:
 
 
 def load_image_encoder(params: DiffusionParams, ip: IPAdapterParams) -> tuple[Any, Any]:
-    """(CLIPVisionModelWithProjection, CLIPImageProcessor) of the adapter, loaded once per process."""
+    """(CLIPVisionModelWithProjection, CLIPImageProcessor) of the adapter, loaded once per process
+    (kept on the CPU under ``cpu_offload``, and moved to the GPU only to encode)."""
     model, subfolder = _image_encoder_path(ip)
     key = ("ip-image-encoder", model, subfolder, resolve_device(params), str(resolve_dtype(params)))
 
@@ -230,7 +231,8 @@ def load_image_encoder(params: DiffusionParams, ip: IPAdapterParams) -> tuple[An
         encoder = CLIPVisionModelWithProjection.from_pretrained(
             model, subfolder=subfolder, dtype=resolve_dtype(params), local_files_only=_offline(), use_safetensors=True)
         size = encoder.config.image_size
-        return encoder.to(resolve_device(params)).eval(), CLIPImageProcessor(size=size, crop_size=size)
+        home = "cpu" if params.cpu_offload else resolve_device(params)
+        return encoder.to(home).eval(), CLIPImageProcessor(size=size, crop_size=size)
 
     return load_once(key, load, stages=DIFFUSION_STAGES)
 
@@ -241,8 +243,13 @@ def reference_embeds(params: DiffusionParams, ip: IPAdapterParams, images: Seque
 
     encoder, processor = load_image_encoder(params, ip)
     pixels = processor(list(images), return_tensors="pt").pixel_values
-    with torch.no_grad():
-        out = encoder(pixels.to(encoder.device, encoder.dtype)).image_embeds
+    home = encoder.device
+    try:
+        encoder.to(resolve_device(params))
+        with torch.no_grad():
+            out = encoder(pixels.to(encoder.device, encoder.dtype)).image_embeds
+    finally:
+        encoder.to(home)
     return out.float().cpu()
 
 
@@ -250,22 +257,32 @@ def reference_embeds(params: DiffusionParams, ip: IPAdapterParams, images: Seque
 def ip_adapter_loaded(params: DiffusionParams, ip: IPAdapterParams) -> Iterator[None]:
     """The IP-Adapter in the shared pipeline for the block, taken out after (its attention
     processors as they were, attention slicing included: the adapter's processors replace
-    them while it is in)."""
+    them while it is in). Only its weights go in: the references are encoded beforehand
+    (``reference_embeds``), so the pipeline gets no image encoder of its own."""
+    from diffusers.models.embeddings import ImageProjection
+    from diffusers.utils import logging as diffusers_logging
+
     pipe = load_pipeline(params)
-    encoder, processor = load_image_encoder(params, ip)
     saved = dict(pipe.unet.attn_processors)
-    extractor = getattr(pipe, "feature_extractor", None)
     pipe.unet.set_default_attn_processor()  # the adapter rebuilds each processor bare: sliced ones cannot be
-    pipe.register_modules(image_encoder=encoder, feature_extractor=processor)  # so it loads none of its own
+    quiet = diffusers_logging.get_verbosity()
     try:
-        pipe.load_ip_adapter(ip.model, subfolder=ip.subfolder, weight_name=ip.weight_name,
-                             local_files_only=_offline())
+        diffusers_logging.set_verbosity_error()  # "image_encoder is not loaded": as meant
+        try:
+            pipe.load_ip_adapter(ip.model, subfolder=ip.subfolder, weight_name=ip.weight_name,
+                                 image_encoder_folder=None, local_files_only=_offline())
+        finally:
+            diffusers_logging.set_verbosity(quiet)
+        projection = pipe.unet.encoder_hid_proj.image_projection_layers[0]
+        if not isinstance(projection, ImageProjection):
+            raise ValueError(f"keyframes.ip_adapter.weight_name: {ip.weight_name!r} is a {type(projection).__name__} "
+                             "adapter (plus / FaceID); only plain IP-Adapter weights, which read the image "
+                             "encoder's pooled embedding, are supported")
         pipe.set_ip_adapter_scale(ip.scale)
         yield
     finally:
         if getattr(pipe.unet, "encoder_hid_proj", None) is not None:
             pipe.unload_ip_adapter()
-        pipe.register_modules(image_encoder=None, feature_extractor=extractor)
         pipe.unet.set_attn_processor(saved)
 
 

@@ -359,7 +359,9 @@ class TransformersChatClient:
             return tokenizer, model.to(device).eval()
 
         self.device = device
-        return load_once(("causal-lm", p.model, device, str(dtype)), load)
+        # the writers and the blind answerer may share one model: kept until a diffusion stage loads
+        return load_once(("causal-lm", p.model, device, str(dtype)), load,
+                         stages={"movie_plots", "qa_pairs", "eval_scores"})
 
     def complete(
         self, requests: Sequence[Messages], json_schema: dict | None = None, seed: int | None = None,

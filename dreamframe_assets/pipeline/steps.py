@@ -252,7 +252,7 @@ def stage_lock(root: Path, stage: str) -> Iterator[None]:
 
 def _run_stage(root: Path, params: Params, stage: str, movies: list[str] | None, retry: bool) -> StepResult:
     t0 = time.perf_counter()
-    enter_stage(stage)  # the models of earlier stages in this process are let go
+    enter_stage(stage)  # the models only earlier stages use are let go before this one loads its own
     sources, left_out = read_sources(root, params)
     for line in left_out if stage == "movie_plots" else ():  # the CLI shows them before the run
         log.info("movie_plots: %s", line)
@@ -843,15 +843,20 @@ def _eval_compute(params: Params, root: str, mid: str, plot_json: str, qa_rows: 
         from ..models.clip import ClipEmbedder
 
         clip = load_once(("clip", p.clip_model), lambda: ClipEmbedder(p.clip_model), stages=READERS)
-    detector = None
-    if p.person_detector:
-        from ..models.detector import PersonDetector
-
-        detector = PersonDetector(p.person_detector, p.person_threshold)
+    detector = person_detector(p)
     qas = [qa_from_row(r) for r in qa_rows]
     scores = metrics.movie_scores(plot_from_json(plot_json.encode()), qas, read_keyframes(Path(root), mid),
                                   answerers, text, clip, detector)
     return json.dumps(scores).encode()
+
+
+def person_detector(p: Any) -> Any:
+    """The identity metric's person detector, when one is configured (it crops for CLIP)."""
+    if not (p.person_detector and p.clip_model):
+        return None
+    from ..models.detector import PersonDetector
+
+    return PersonDetector(p.person_detector, p.person_threshold)
 
 
 def _movie_digest(root: Path, stage: str, mid: str) -> str:
@@ -904,6 +909,7 @@ def _evaluate_dataset(root: Path, params: Params) -> StepResult:
     cache = ItemCache(root, "eval_scores")
     code = code_version("eval_scores")
     identities = [answerer_identity(a) for a in answerers]
+    detector = person_detector(p)
     by_movie: dict[str, list[QA]] = {mid: [] for mid in plots}
     for qa in qas:
         by_movie[qa.movie_id].append(qa)
@@ -916,7 +922,7 @@ def _evaluate_dataset(root: Path, params: Params) -> StepResult:
         # assembled from), not by the rows read back: the same inputs, without re-serialising them
         sources = [_movie_digest(root, stage, mid) for stage in ("movie_plots", "qa_pairs")]
         key = digest("eval_scores", ITEM_FORMAT["eval_scores"], code, identities, p.seed, p.retrievers, p.clip_model,
-                     (p.person_detector, p.person_threshold) if p.person_detector and p.clip_model else None,
+                     detector.identity() if detector is not None else None,
                      embedder.identity(), sources, shas[mid], mid in retrieved)
         data = cache.get(key)
         if data is None:

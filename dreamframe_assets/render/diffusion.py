@@ -169,7 +169,7 @@ class DiffusionRenderer:
         chosen = list(range(len(plot.frames)) if indices is None else indices)
         prompts = self.prompts(plot, style, chosen)
         texts, chosen_seeds = [p.text for p in prompts], [seeds[i] for i in chosen]
-        if not ip.model:
+        if not ip.model or not plot.movie.characters:
             return Rendered(draw(diffusion, texts, chosen_seeds, width, height), prompts)
         references = self.references(plot, style, width, height, seed)
         embeds = reference_embeds(diffusion, ip, list(references.values()))

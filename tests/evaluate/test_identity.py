@@ -32,15 +32,15 @@ class MeanColourClip:
 
 
 class HalvesDetector:
-    """Finds one person per vertical half of a frame whose halves differ (as drawn below)."""
+    """Finds one person per vertical half of a frame whose halves differ (as drawn below), else one."""
 
     def people(self, images):
         out = []
         for img in images:
-            w = img.shape[1]
+            h, w = img.shape[:2]
             left, right = img[:, : w // 2].mean((0, 1)), img[:, w // 2:].mean((0, 1))
-            out.append([(0.0, 0.0, w / 2, img.shape[0]), (w / 2, 0.0, float(w), img.shape[0])]
-                       if np.abs(left - right).max() > 20 else [])
+            out.append([(0.0, 0.0, w / 2, h), (w / 2, 0.0, float(w), h)] if np.abs(left - right).max() > 20
+                       else [(0.0, 0.0, float(w), h)])
         return out
 
 
@@ -75,22 +75,35 @@ def test_the_same_character_looks_alike_and_others_do_not():
     assert worse["separation"] < result["separation"] - 0.3
 
 
-def test_a_person_detector_adds_the_crowded_frames_matched_left_to_right():
+def test_a_person_detector_crops_every_frame_matched_left_to_right():
     plot = make_plot()
     clip = MeanColourClip()
     images = _drawn(plot)
     views = character_views(plot, images, HalvesDetector())
-    crowded = [(c, k) for c, k, box in views if box is not None]
-    assert crowded == [("c0", 2), ("c1", 2), ("c0", 3), ("c1", 3), ("c1", 5), ("c0", 5)]
+    assert [(c, k) for c, k, _ in views] == [("c0", 0), ("c0", 1), ("c0", 2), ("c1", 2), ("c0", 3), ("c1", 3),
+                                               ("c1", 4), ("c1", 5), ("c0", 5)]
+    assert all(box is not None for _, _, box in views)
     pairs = movie_identity(plot, images, clip.images(images), clip, HalvesDetector())
-    assert pairs["same"][1] + pairs["different"][1] == len(views) * (len(views) - 1) // 2
+    within_frames = 3  # frames 2, 3 and 5 give two views each: never paired with each other
+    assert pairs["same"][1] + pairs["different"][1] == len(views) * (len(views) - 1) // 2 - within_frames
     assert identity_consistency([pairs])["separation"] > 0.5
 
     class Nobody:  # a detector that finds no one (or a wrong count): the frame is left out, not guessed
         def people(self, images):
             return [[] for _ in images]
 
-    assert [k for _, k, _ in character_views(plot, images, Nobody())] == [0, 1, 4]
+    assert character_views(plot, images, Nobody()) == []
+    assert movie_identity(plot, images, clip.images(images), clip, Nobody()) == {"same": [0.0, 0], "different": [0.0, 0]}
+
+
+def test_a_movie_without_one_person_frames_gives_no_pairs_and_no_error():
+    import dataclasses as dc
+
+    plot = make_plot()
+    crowded = dc.replace(plot, frames=tuple(dc.replace(f, characters=("c0", "c1")) for f in plot.frames))
+    images = _drawn(crowded)
+    clip = MeanColourClip()
+    assert movie_identity(crowded, images, clip.images(images), clip) == {"same": [0.0, 0], "different": [0.0, 0]}
 
 
 def test_sums_add_up_across_movies_and_crops_stay_inside_the_frame():
@@ -101,9 +114,12 @@ def test_sums_add_up_across_movies_and_crops_stay_inside_the_frame():
     assert identity_consistency([a, b, a]) == {"same_character": 1.0, "different_characters": 0.0, "separation": 1.0,
                                                "same_pairs": 2, "different_pairs": 4}
     assert identity_consistency([])["separation"] == 0.0
+    assert identity_pairs(["x", "x", "y"], np.eye(3)[[0, 0, 1]], frames=[0, 0, 1]) == {"same": [0.0, 0],
+                                                                                          "different": [0.0, 2]}
     image = np.zeros((10, 20, 3), np.uint8)
     assert crop(image, (-5.0, -5.0, 30.0, 30.0)).shape == (10, 20, 3)
     assert crop(image, (19.7, 9.9, 19.8, 9.9)).shape == (1, 1, 3)
+    assert crop(np.zeros((40, 40, 3), np.uint8), (10.0, 5.0, 20.0, 35.0)).shape == (30, 30, 3)  # squared
 
 
 def test_evaluation_reports_identity_consistency_with_clip():

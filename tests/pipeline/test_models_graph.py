@@ -181,7 +181,7 @@ def test_character_references_are_drawn_kept_and_measured(diffusion_project, tin
     root = diffusion_project
     before = {p.name: p.read_bytes() for p in (root / "data/keyframes/shards").glob("*.tar")}
     params = yaml.safe_load((root / "params.yaml").read_text())
-    params["keyframes"]["ip_adapter"].update(model=str(tiny_sd_ip_adapter), weight_name="ip_adapter.safetensors")
+    params["keyframes"]["ip_adapter"].update(model=str(tiny_sd_ip_adapter), subfolder="", weight_name="ip_adapter.safetensors")
     params["eval_scores"]["clip_model"] = str(_tiny_clip(tmp_path / "clip"))
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     again = materialize(root)
