@@ -300,3 +300,14 @@ def tiny_model(tmp_path_factory) -> Path:
     fast.save_pretrained(path)
     model.save_pretrained(path)
     return path
+
+
+@pytest.fixture(autouse=True)
+def _no_stage_left_over():
+    """A test that runs a stage in this worker leaves the worker working for that stage, and the
+    next load there would let go of other stages' models: tests share their models, so each
+    test starts outside any stage."""
+    yield
+    from dreamframe_assets.models import device
+
+    device._STAGE.clear()
