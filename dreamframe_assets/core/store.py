@@ -57,9 +57,19 @@ def empty_table(table: str) -> pl.DataFrame:
 
 
 def rows_table(table: str, rows: list[dict]) -> pl.DataFrame:
-    """Rows as a table with exactly the schema's columns and dtypes."""
+    """Rows as a table with exactly the schema's columns and dtypes. Tables with list columns
+    are built by Arrow (polars builds a Series per list from Python: several times slower)."""
+    if not rows:
+        return empty_table(table)
     schema = {name: col.dtype.type for name, col in SCHEMAS[table].columns.items()}
-    return pl.DataFrame(rows, schema=schema, orient="row") if rows else empty_table(table)
+    if any(dtype.is_nested() for dtype in schema.values()):
+        import pyarrow as pa
+
+        try:
+            return pl.from_arrow(pa.Table.from_pylist(rows, schema=empty_table(table).to_arrow().schema))
+        except pa.ArrowException:
+            pass  # a value of the wrong type: polars' error names its column
+    return pl.DataFrame(rows, schema=schema, orient="row")
 
 
 def read_table(path: Path, table: str) -> pl.DataFrame:

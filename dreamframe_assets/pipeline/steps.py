@@ -78,6 +78,9 @@ SHEET_COLUMNS = 4
 # How each stage packs an item into the cache; part of every key, so raise it when
 # the packing changes (the code that makes items is versioned by ``code.code_version``).
 STATUS_EVERY = 2.0  # seconds between rewrites of a stage's status file during a run
+# Computed movies are checked against the contract many at a time (pandera costs ~20 ms a call):
+# a movie waits at most CHECK_EVERY seconds, and the waiting items hold at most about CHECK_BYTES.
+CHECK_EVERY, CHECK_BYTES = 5.0, 2 << 20
 ITEM_FORMAT = {"movie_plots": 2, "style_banks": 3, "keyframes": 2, "qa_pairs": 6, "eval_scores": 4}
 
 
@@ -109,6 +112,35 @@ class StepResult:
     @property
     def failed(self) -> list[MovieState]:
         return [m for m in self.movies.values() if m.state == "failed"]
+
+
+# A movie's files, its state, its counts and its contract rows ({table: rows}, checked when computed).
+Made = tuple[dict[Path, bytes], str, dict[str, int], dict[str, list[dict]]]
+CONTRACT_SCHEMA = {"flagged": "dropped"}  # contract rows checked against another table's schema
+
+
+def contract_errors(stage: str, rows: dict[str, dict[str, list[dict]]]) -> dict[str, str]:
+    """Movies' contract rows ({movie: {table: rows}}) against the tables' schemas -> the
+    error of each movie that fails. One validation per table for all of them (pandera's cost
+    is per call, about 20 ms, not per row); only when that fails, one by one to name the culprits."""
+    def check(mids: list[str], where: Callable[[str], str]) -> None:
+        for name in {name for mid in mids for name in rows[mid]}:
+            schema = CONTRACT_SCHEMA.get(name, name)
+            validate(schema, rows_table(schema, [r for mid in mids for r in rows[mid].get(name, [])]), where=where(name))
+
+    try:
+        check(list(rows), lambda name: f"{stage}: {len(rows)} movie(s): {name}")
+        return {}
+    except Exception:  # noqa: BLE001 - named below, movie by movie
+        pass
+    bad = {}
+    for mid in rows:
+        try:
+            check([mid], lambda name: f"{stage}: movie {mid!r}: {name}")
+        except Exception as exc:  # noqa: BLE001 - an item that breaks its contract fails its movie
+            log.debug("%s: movie %s: bad output", stage, mid, exc_info=True)
+            bad[mid] = f"{type(exc).__name__}: {exc}"
+    return bad
 
 
 # ---------------------------------------------------------------- per-movie work
@@ -270,7 +302,7 @@ def _run_stage(root: Path, params: Params, stage: str, movies: list[str] | None,
     repaired: list[str] = []
 
     def settle(mid: str, attempt: int, outcome: str, value: Any, cached: bool = False, message: str = "",
-               key: str = "") -> bool:
+               key: str = "", made: Made | None = None) -> bool:
         """Write (or clear) one movie's files as soon as it is known, and its status. A computed
         item that makes good files goes into the cache under ``key`` first: a run killed at
         any point after this never computes it again."""
@@ -278,9 +310,10 @@ def _run_stage(root: Path, params: Params, stage: str, movies: list[str] | None,
         if outcome == "ok":
             try:
                 # a cached item made good files when it was computed (and its code, schemas
-                # included, is in its key): only a new item is checked against the contract
-                files, state, counts = FILES[stage](run, mid, value, check=not cached)
-            except Exception as exc:  # noqa: BLE001 - an item that breaks its contract fails its movie
+                # included, is in its key): only a new item is checked against the contract,
+                # by ``check_batch`` before it gets here (``made``)
+                files, state, counts, _ = made or FILES[stage](run, mid, value)
+            except Exception as exc:  # noqa: BLE001 - an item that cannot make its files fails its movie
                 log.debug("%s: movie %s: bad output", stage, mid, exc_info=True)
                 return settle(mid, attempt, "failed", f"{type(exc).__name__}: {exc}")
             if not cached:
@@ -352,7 +385,28 @@ def _run_stage(root: Path, params: Params, stage: str, movies: list[str] | None,
             mid, _, attempt = pending.pop(k)
             calls.pop(k)
             settle(mid, attempt, "failed", bad[mid])
+    batch: list[tuple[str, int, Any, str]] = []  # computed movies waiting for their contract check
+
+    def check_batch() -> None:
+        """Settle the computed movies waiting: their files made, their contract rows checked at once."""
+        made: dict[str, Made | str] = {}
+        for mid, _, value, _ in batch:
+            try:
+                made[mid] = FILES[stage](run, mid, value)
+            except Exception as exc:  # noqa: BLE001 - an item that cannot make its files fails its movie
+                log.debug("%s: movie %s: bad output", stage, mid, exc_info=True)
+                made[mid] = f"{type(exc).__name__}: {exc}"
+        bad = contract_errors(stage, {mid: m[3] for mid, m in made.items() if not isinstance(m, str)})
+        for mid, attempt, value, key in batch:
+            error = made[mid] if isinstance(made[mid], str) else bad.get(mid)
+            if error:
+                settle(mid, attempt, "failed", error)
+            else:
+                settle(mid, attempt, "ok", value, key=key, made=made[mid])
+        batch.clear()
+
     work, limit = work_kind(stage, params)
+    since, held = time.monotonic(), 0
     try:
         for i, result in executor.run_all(calls, params.executor, work, limit):
             mid, key, attempt = pending[i]
@@ -361,9 +415,20 @@ def _run_stage(root: Path, params: Params, stage: str, movies: list[str] | None,
                 log.debug("%s: movie %s failed:\n%s", stage, mid, detail)
             if retry:  # the new attempt is an input from now on, once its movie is settled
                 record_attempt(root, stage, mid, attempt)
-            settle(mid, attempt, outcome, value, message=detail, key=key)
+            if outcome != "ok":
+                settle(mid, attempt, outcome, value, message=detail, key=key)
+                continue
+            if not batch:
+                since, held = time.monotonic(), 0
+            batch.append((mid, attempt, value, key))
+            held += len(value)
+            if held >= CHECK_BYTES or time.monotonic() - since >= CHECK_EVERY:
+                check_batch()
     finally:
-        save_status(force=True)
+        try:
+            check_batch()  # what was computed is written and cached, even when the run is stopped
+        finally:
+            save_status(force=True)
 
     written += remove_other_movies(folder, set(ids), root)
     tables, counts, preview, extra = ASSEMBLE[stage](run, ids)
@@ -464,10 +529,10 @@ def _plots_compute(writer: Any, params: Params, root: Path, kind: str, source: s
     return plot_to_json(plot)
 
 
-def _plots_files(run: Run, mid: str, data: bytes, check: bool = True) -> tuple[dict[Path, bytes], str, dict[str, int]]:
-    plot = plot_from_json(data)
+def _plots_files(run: Run, mid: str, data: bytes) -> Made:
+    plot = plot_from_json(data)  # checked against the plot tables' schemas when computed (check_plot)
     state = "quarantined" if plot.quarantine else "done"
-    return {run.folder / MOVIES / f"{mid}.json": data}, state, {"frames": len(plot.frames), "plot_qa": len(plot.qa)}
+    return {run.folder / MOVIES / f"{mid}.json": data}, state, {"frames": len(plot.frames), "plot_qa": len(plot.qa)}, {}
 
 
 def _plots_assemble(run: Run, ids: list[str]) -> tuple[dict[Path, bytes], dict, pl.DataFrame, dict]:
@@ -525,7 +590,7 @@ def _style_compute(learner: Any, params: Params, root: Path, mid: str, seed: int
                        *((f"files/{name}", data) for name, data in sorted(extra.items()))])
 
 
-def _style_files(run: Run, mid: str, data: bytes, check: bool = True) -> tuple[dict[Path, bytes], str, dict[str, int]]:
+def _style_files(run: Run, mid: str, data: bytes) -> Made:
     members = shard_members(data)
     look = json.loads(members["look.json"])
     files = {run.folder / "references" / f"{mid}.png": members["references.png"]}
@@ -540,10 +605,8 @@ def _style_files(run: Run, mid: str, data: bytes, check: bool = True) -> tuple[d
         "texture": float(look["texture"]), "lighting": float(look["lighting"]),
         "grain": float(look["grain"]), "params_json": members["params.json"].decode(),
     }
-    if check:
-        validate("styles", rows_table("styles", [row]), where=f"style_banks: movie {mid!r}")
     files[run.folder / MOVIES / f"{mid}.json"] = json.dumps(row, sort_keys=True).encode()
-    return files, "done", {"references": run.params.style_banks.references}
+    return files, "done", {"references": run.params.style_banks.references}, {"styles": [row]}
 
 
 def _style_assemble(run: Run, ids: list[str]) -> tuple[dict[Path, bytes], dict, pl.DataFrame, dict]:
@@ -609,7 +672,7 @@ PROMPTS_MEMBER = "prompts.json"
 REFERENCES = "references"
 
 
-def _frames_files(run: Run, mid: str, shard: bytes, check: bool = True) -> tuple[dict[Path, bytes], str, dict[str, int]]:
+def _frames_files(run: Run, mid: str, shard: bytes) -> Made:
     p = run.params.keyframes
     members = shard_members(shard)
     prompts = members.pop(PROMPTS_MEMBER, None)  # the prompts each frame was drawn with, kept beside the shard
@@ -622,8 +685,6 @@ def _frames_files(run: Run, mid: str, shard: bytes, check: bool = True) -> tuple
     rows = [{"movie_id": mid, "frame_index": i, "shard": f"shards/{mid}.tar", "member": name,
              "width": p.width, "height": p.height, "sha": bytes_digest(members[name])}
             for i, name in enumerate(sorted(members))]
-    if check:
-        validate("keyframes", rows_table("keyframes", rows), where=f"keyframes: movie {mid!r}")
     files = {run.folder / "shards" / f"{mid}.tar": shard,
              run.folder / MOVIES / f"{mid}.json": json.dumps(rows, sort_keys=True).encode()}
     counts = {"keyframes": len(rows)}
@@ -634,7 +695,7 @@ def _frames_files(run: Run, mid: str, shard: bytes, check: bool = True) -> tuple
         files[run.folder / REFERENCES / mid / name.split("/", 1)[1]] = data
     if references:
         counts["character_references"] = len(references)
-    return files, "done", counts
+    return files, "done", counts, {"keyframes": rows}
 
 
 def _frames_assemble(run: Run, ids: list[str]) -> tuple[dict[Path, bytes], dict, pl.DataFrame, dict]:
@@ -721,14 +782,11 @@ def _qa_compute(writer: Any, params: Params, root: Path, mid: str, frames: int, 
                        "quarantine": [as_row(q) for q in batch.quarantine]}).encode()
 
 
-def _qa_files(run: Run, mid: str, data: bytes, check: bool = True) -> tuple[dict[Path, bytes], str, dict[str, int]]:
+def _qa_files(run: Run, mid: str, data: bytes) -> Made:
     item = json.loads(data)
-    for name in ("qa", "dropped", "quarantine") if check else ():
-        validate(name, rows_table(name, item[name]), where=f"qa_pairs: movie {mid!r}: {name}")
-    if check:
-        validate("dropped", rows_table("dropped", item["flagged"]), where=f"qa_pairs: movie {mid!r}: flagged")
     state = "quarantined" if item["quarantine"] else "done"
-    return {run.folder / MOVIES / f"{mid}.json": data}, state, {"qa_pairs": len(item["qa"]), "dropped": len(item["dropped"])}
+    return ({run.folder / MOVIES / f"{mid}.json": data}, state, {"qa_pairs": len(item["qa"]), "dropped": len(item["dropped"])},
+            {name: item[name] for name in ("qa", "dropped", "quarantine", "flagged")})
 
 
 def _qa_assemble(run: Run, ids: list[str]) -> tuple[dict[Path, bytes], dict, pl.DataFrame, dict]:
@@ -809,7 +867,7 @@ INPUTS: dict[str, Callable[..., tuple[Any, tuple]]] = {
     "movie_plots": _plots_inputs, "style_banks": _style_inputs, "keyframes": _frames_inputs, "qa_pairs": _qa_inputs}
 COMPUTE: dict[str, Callable[..., bytes]] = {
     "movie_plots": _plots_compute, "style_banks": _style_compute, "keyframes": _frames_compute, "qa_pairs": _qa_compute}
-FILES: dict[str, Callable[..., tuple[dict[Path, bytes], str, dict[str, int]]]] = {
+FILES: dict[str, Callable[..., Made]] = {
     "movie_plots": _plots_files, "style_banks": _style_files, "keyframes": _frames_files, "qa_pairs": _qa_files}
 ASSEMBLE: dict[str, Callable[..., tuple[dict[Path, bytes], dict, pl.DataFrame, dict]]] = {
     "movie_plots": _plots_assemble, "style_banks": _style_assemble, "keyframes": _frames_assemble,

@@ -19,6 +19,7 @@ from dreamframe_assets.core.store import read_plots, read_table, stage_dir
 from dreamframe_assets.evaluate.blind import BlindAnswerer
 from dreamframe_assets.evaluate.retrieval import retrieval_sample, text_inputs
 from dreamframe_assets.pipeline.code import STAGES
+from dreamframe_assets.pipeline import steps
 from dreamframe_assets.pipeline.steps import STEPS, read_qa
 from dreamframe_assets.story.themes import offline_themes
 
@@ -107,3 +108,39 @@ def test_one_movie_breaking_its_plot_contract_fails_alone(scaled):
     states = {m.movie_id: m.state for m in result.movies.values()}
     assert {m for m, s in states.items() if s != "done"} == {bad} and len(states) == MOVIES
     assert "frame_index" in result.movies[bad].error and f"{bad}.json" in result.movies[bad].error
+
+
+def test_one_computed_movie_breaking_its_contract_fails_alone(scaled, monkeypatch):
+    """Computed movies are checked against the contract many at a time; one that breaks it
+    fails alone, named with its table, and the others are written and cached."""
+    root, params, results = scaled
+    movies = sorted(results["keyframes"].movies)[:3]
+    bad = movies[1]
+    made = steps.FILES["keyframes"]
+
+    def breaking(run, mid, data):
+        files, state, counts, rows = made(run, mid, data)
+        if mid == bad:
+            rows = {"keyframes": [{**rows["keyframes"][0], "width": -1}, *rows["keyframes"][1:]]}
+        return files, state, counts, rows
+
+    monkeypatch.setitem(steps.FILES, "keyframes", breaking)
+    reseeded = params.model_copy(update={"keyframes": params.keyframes.model_copy(update={"seed": 1})})
+    result = STEPS["keyframes"](root, reseeded, movies=movies)
+    assert {m.movie_id: m.state for m in result.movies.values()} == {**dict.fromkeys(movies, "done"), bad: "failed"}
+    assert f"keyframes: movie {bad!r}: keyframes" in result.movies[bad].error and "width" in result.movies[bad].error
+    monkeypatch.setitem(steps.FILES, "keyframes", made)
+    again = STEPS["keyframes"](root, reseeded, movies=movies)
+    assert again.misses == 1 and again.redone == [bad] and {m.state for m in again.movies.values()} == {"done"}
+    STEPS["keyframes"](root, params, movies=movies)  # the others' keyframes back as they were, from the cache
+
+
+def test_contract_errors_name_only_the_movies_that_break_it(scaled):
+    root, _, _ = scaled
+    items = {p.stem: json.loads(p.read_bytes()) for p in sorted((stage_dir(root, "qa_pairs") / "movies").glob("*.json"))}
+    rows = {mid: {name: item[name] for name in ("qa", "dropped", "quarantine", "flagged")} for mid, item in items.items()}
+    assert steps.contract_errors("qa_pairs", rows) == {}
+    bad = sorted(rows)[5]
+    rows[bad]["qa"] = [{**rows[bad]["qa"][0], "answer_index": 9}, *rows[bad]["qa"][1:]]
+    errors = steps.contract_errors("qa_pairs", rows)
+    assert list(errors) == [bad] and f"qa_pairs: movie {bad!r}: qa" in errors[bad]
