@@ -103,19 +103,20 @@ PALETTE_LAB = srgb_to_lab(np.array([CLOTHING_COLOURS[n] for n in COLOUR_NAMES]))
 @lru_cache(maxsize=1)
 def _nearest_lut() -> tuple[np.ndarray, np.ndarray]:
     """Per 7-bit RGB cell: the index of the nearest named colour in CIELAB, and the distance
-    to it (float16). Built once (~1 s); after that, naming a frame is one lookup a pixel."""
+    to it (float16). Built once (~0.4 s); after that, naming a frame is one lookup a pixel."""
     step = 1 << (8 - LUT_BITS)
     centre = np.arange(0, 256, step, dtype=np.float32) + (step - 1) / 2
     grid = np.stack(np.meshgrid(centre, centre, centre, indexing="ij"), axis=-1).reshape(-1, 3)
     lab = srgb_to_lab(grid)
     best = np.full(len(lab), np.inf, np.float32)
     index = np.zeros(len(lab), np.uint8)
-    for i, ref in enumerate(PALETTE_LAB):
-        d = np.sqrt(((lab - ref) ** 2).sum(axis=1))
+    for i, ref in enumerate(PALETTE_LAB):  # squared distances; one square root at the end
+        d = lab - ref
+        d = np.einsum("ij,ij->i", d, d)
         closer = d < best
         best[closer] = d[closer]
         index[closer] = i
-    return index, best.astype(np.float16)
+    return index, np.sqrt(best).astype(np.float16)
 
 
 def _as_rgb(image) -> np.ndarray:
