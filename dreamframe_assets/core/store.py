@@ -67,7 +67,7 @@ def rows_table(table: str, rows: list[dict]) -> pl.DataFrame:
 
         try:
             return pl.from_arrow(pa.Table.from_pylist(rows, schema=empty_table(table).to_arrow().schema))
-        except pa.ArrowException:
+        except (pa.ArrowException, TypeError, ValueError, OverflowError):
             pass  # a value of the wrong type: polars' error names its column
     return pl.DataFrame(rows, schema=schema, orient="row")
 

@@ -79,8 +79,10 @@ SHEET_COLUMNS = 4
 # the packing changes (the code that makes items is versioned by ``code.code_version``).
 STATUS_EVERY = 2.0  # seconds between rewrites of a stage's status file during a run
 # Computed movies are checked against the contract many at a time (pandera costs ~20 ms a call):
-# a movie waits at most CHECK_EVERY seconds, and the waiting items hold at most about CHECK_BYTES.
+# a batch waits while the next movie is due within CHECK_EVERY seconds and its items hold
+# under CHECK_BYTES; slow movies (a model's) are checked one by one, as soon as each is done.
 CHECK_EVERY, CHECK_BYTES = 5.0, 2 << 20
+CHECKED_HERE = ("style_banks", "keyframes", "qa_pairs")  # a plot is checked as it is written (check_plot)
 ITEM_FORMAT = {"movie_plots": 2, "style_banks": 3, "keyframes": 2, "qa_pairs": 6, "eval_scores": 4}
 
 
@@ -124,7 +126,7 @@ def contract_errors(stage: str, rows: dict[str, dict[str, list[dict]]]) -> dict[
     error of each movie that fails. One validation per table for all of them (pandera's cost
     is per call, about 20 ms, not per row); only when that fails, one by one to name the culprits."""
     def check(mids: list[str], where: Callable[[str], str]) -> None:
-        for name in {name for mid in mids for name in rows[mid]}:
+        for name in dict.fromkeys(name for mid in mids for name in rows[mid]):
             schema = CONTRACT_SCHEMA.get(name, name)
             validate(schema, rows_table(schema, [r for mid in mids for r in rows[mid].get(name, [])]), where=where(name))
 
@@ -389,40 +391,48 @@ def _run_stage(root: Path, params: Params, stage: str, movies: list[str] | None,
 
     def check_batch() -> None:
         """Settle the computed movies waiting: their files made, their contract rows checked at once."""
-        made: dict[str, Made | str] = {}
+        built: dict[str, Made | str] = {}
         for mid, _, value, _ in batch:
             try:
-                made[mid] = FILES[stage](run, mid, value)
+                built[mid] = FILES[stage](run, mid, value)
             except Exception as exc:  # noqa: BLE001 - an item that cannot make its files fails its movie
                 log.debug("%s: movie %s: bad output", stage, mid, exc_info=True)
-                made[mid] = f"{type(exc).__name__}: {exc}"
-        bad = contract_errors(stage, {mid: m[3] for mid, m in made.items() if not isinstance(m, str)})
-        for mid, attempt, value, key in batch:
-            error = made[mid] if isinstance(made[mid], str) else bad.get(mid)
+                built[mid] = f"{type(exc).__name__}: {exc}"
+        bad = contract_errors(stage, {mid: b[3] for mid, b in built.items() if not isinstance(b, str)})
+        while batch:  # one at a time off the batch: a movie settled is never settled again
+            mid, attempt, value, key = batch[0]
+            if retry:  # the new attempt is an input from now on, once its movie is settled
+                record_attempt(root, stage, mid, attempt)
+            error = built[mid] if isinstance(built[mid], str) else bad.get(mid)
             if error:
                 settle(mid, attempt, "failed", error)
             else:
-                settle(mid, attempt, "ok", value, key=key, made=made[mid])
-        batch.clear()
+                settle(mid, attempt, "ok", value, key=key, made=built[mid])
+            batch.pop(0)
 
     work, limit = work_kind(stage, params)
-    since, held = time.monotonic(), 0
+    since = last = time.monotonic()
+    held = 0
     try:
         for i, result in executor.run_all(calls, params.executor, work, limit):
             mid, key, attempt = pending[i]
             outcome, value, detail = result if isinstance(result, tuple) else ("failed", f"{type(result).__name__}: {result}", "")
             if outcome == "failed" and detail:
                 log.debug("%s: movie %s failed:\n%s", stage, mid, detail)
-            if retry:  # the new attempt is an input from now on, once its movie is settled
-                record_attempt(root, stage, mid, attempt)
+            now = time.monotonic()
+            gap, last = now - last, now
             if outcome != "ok":
+                if retry:
+                    record_attempt(root, stage, mid, attempt)
                 settle(mid, attempt, outcome, value, message=detail, key=key)
                 continue
             if not batch:
-                since, held = time.monotonic(), 0
+                since, held = now, 0
             batch.append((mid, attempt, value, key))
             held += len(value)
-            if held >= CHECK_BYTES or time.monotonic() - since >= CHECK_EVERY:
+            # settle now unless the next movie is likely to come soon: a movie finished waits
+            # about CHECK_EVERY at most (were the process killed, only that much work is lost)
+            if stage not in CHECKED_HERE or held >= CHECK_BYTES or now - since + gap >= CHECK_EVERY:
                 check_batch()
     finally:
         try:

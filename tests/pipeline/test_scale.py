@@ -112,11 +112,13 @@ def test_one_movie_breaking_its_plot_contract_fails_alone(scaled):
 
 def test_one_computed_movie_breaking_its_contract_fails_alone(scaled, monkeypatch):
     """Computed movies are checked against the contract many at a time; one that breaks it
-    fails alone, named with its table, and the others are written and cached."""
+    fails alone, named with its table, neither written nor cached, and the others are
+    written and cached."""
     root, params, results = scaled
     movies = sorted(results["keyframes"].movies)[:3]
     bad = movies[1]
     made = steps.FILES["keyframes"]
+    checked = []
 
     def breaking(run, mid, data):
         files, state, counts, rows = made(run, mid, data)
@@ -124,15 +126,30 @@ def test_one_computed_movie_breaking_its_contract_fails_alone(scaled, monkeypatc
             rows = {"keyframes": [{**rows["keyframes"][0], "width": -1}, *rows["keyframes"][1:]]}
         return files, state, counts, rows
 
+    def contract_errors(stage, rows):
+        checked.append(sorted(rows))
+        return steps_contract_errors(stage, rows)
+
+    steps_contract_errors = steps.contract_errors
+    monkeypatch.setattr(steps, "contract_errors", contract_errors)
+    monkeypatch.setattr(steps, "CHECK_EVERY", float("inf"))  # one batch for the three movies
+    monkeypatch.setattr(steps, "CHECK_BYTES", float("inf"))
     monkeypatch.setitem(steps.FILES, "keyframes", breaking)
     reseeded = params.model_copy(update={"keyframes": params.keyframes.model_copy(update={"seed": 1})})
-    result = STEPS["keyframes"](root, reseeded, movies=movies)
-    assert {m.movie_id: m.state for m in result.movies.values()} == {**dict.fromkeys(movies, "done"), bad: "failed"}
-    assert f"keyframes: movie {bad!r}: keyframes" in result.movies[bad].error and "width" in result.movies[bad].error
-    monkeypatch.setitem(steps.FILES, "keyframes", made)
-    again = STEPS["keyframes"](root, reseeded, movies=movies)
-    assert again.misses == 1 and again.redone == [bad] and {m.state for m in again.movies.values()} == {"done"}
-    STEPS["keyframes"](root, params, movies=movies)  # the others' keyframes back as they were, from the cache
+    folder = stage_dir(root, "keyframes")
+    try:
+        result = STEPS["keyframes"](root, reseeded, movies=movies)
+        assert checked == [sorted(movies)]
+        assert {m.movie_id: m.state for m in result.movies.values()} == {**dict.fromkeys(movies, "done"), bad: "failed"}
+        assert f"keyframes: movie {bad!r}: keyframes" in result.movies[bad].error and "width" in result.movies[bad].error
+        assert not (folder / "shards" / f"{bad}.tar").exists() and not (folder / "movies" / f"{bad}.json").exists()
+        assert all((folder / "shards" / f"{m}.tar").exists() for m in movies if m != bad)
+        monkeypatch.setitem(steps.FILES, "keyframes", made)
+        again = STEPS["keyframes"](root, reseeded, movies=movies)  # the bad one was not cached
+        assert again.misses == 1 and again.redone == [bad] and {m.state for m in again.movies.values()} == {"done"}
+    finally:
+        monkeypatch.setitem(steps.FILES, "keyframes", made)
+        STEPS["keyframes"](root, params, movies=movies)  # the keyframes back as they were, from the cache
 
 
 def test_contract_errors_name_only_the_movies_that_break_it(scaled):
