@@ -63,41 +63,11 @@ def resolve_dtype(device: str, dtype: str) -> str:
     return "float32"
 
 
-BATCHING = "unpadded"  # how texts are batched (``encode_unpadded``): part of every vector's key
-
-
 def embedder_identity(params: EmbedderParams) -> str:
-    """The model, the precision its vectors were computed in and how they were batched: what
-    every cache key that depends on an embedding names, so such vectors never mix."""
+    """The model and the precision its vectors were computed in: what every cache key that
+    depends on an embedding names, so float32 and bfloat16 vectors never mix."""
     dtype = resolve_dtype(params.device, params.dtype)
-    return model_identity(params.model) + ("" if dtype == "float32" else f"|{dtype}") + f"|{BATCHING}"
-
-
-def encode_unpadded(model: Any, texts: list[str], batch_size: int) -> np.ndarray:
-    """Unit rows for ``texts``, each embedded in a batch of texts of its own token count.
-
-    Padding a batch to its longest text changes the shapes the kernels run on, and with
-    them the last bits of every vector in it (up to 1e-3 in bfloat16, 1e-7 in float32):
-    a text's vector would depend on the texts it happened to be embedded with, and a
-    rebuild from an emptied cache would not give the bytes the cache held. Without padding
-    it is the same in any batch, and no compute goes to padding (faster, too)."""
-    tokenizer = getattr(model, "tokenizer", None)
-    if tokenizer is None:  # a model without a text tokenizer: one padded pass
-        return model.encode(texts, batch_size=batch_size, convert_to_numpy=True, normalize_embeddings=True,
-                            show_progress_bar=False)
-    limit = getattr(model, "max_seq_length", None)
-    lengths = [len(ids) for ids in tokenizer(texts, truncation=limit is not None, max_length=limit)["input_ids"]]
-    groups: dict[int, list[int]] = {}
-    for i, n in enumerate(lengths):
-        groups.setdefault(n, []).append(i)
-    out: np.ndarray | None = None
-    for rows in groups.values():
-        vectors = model.encode([texts[i] for i in rows], batch_size=batch_size, convert_to_numpy=True,
-                               normalize_embeddings=True, show_progress_bar=False)
-        if out is None:
-            out = np.zeros((len(texts), vectors.shape[1]), dtype=np.float32)
-        out[rows] = vectors
-    return out if out is not None else np.zeros((0, 0), dtype=np.float32)
+    return model_identity(params.model) + ("" if dtype == "float32" else f"|{dtype}")
 
 
 def embedder_name(params: EmbedderParams) -> str:
@@ -158,7 +128,10 @@ class TextEmbedder:
 
         model = self._model()
         with torch.autocast(self.params.device.split(":")[0], dtype=getattr(torch, self._dtype), enabled=self._dtype != "float32"):
-            vectors = normalize(encode_unpadded(model, texts, self.params.batch_size))
+            vectors = normalize(model.encode(
+                texts, batch_size=self.params.batch_size, convert_to_numpy=True,
+                normalize_embeddings=True, show_progress_bar=False,
+            ))
         with db:
             db.executemany("INSERT OR IGNORE INTO vectors (key, vec) VALUES (?, ?)",
                            [(keys[t], v.tobytes()) for t, v in zip(texts, vectors)])

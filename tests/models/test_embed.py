@@ -149,19 +149,3 @@ def test_bfloat16_vectors_stay_within_a_hair_of_float32_and_never_share_their_ca
     assert not np.array_equal(a, b)
     assert np.abs(a @ a.T - b @ b.T).max() < 0.01
     assert np.array_equal(TextEmbedder(EmbedderParams(dtype="bfloat16"), tmp_path).encode(texts), b)
-
-
-@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
-def test_a_texts_vector_is_the_same_whatever_it_is_embedded_with(tmp_path, dtype):
-    """Padding a batch to its longest text changes the last bits of every vector in it: a
-    text is embedded among texts of its own token count, so a cache emptied and filled
-    again in another order holds the same bytes."""
-    texts = ["purple", "How many people are in keyframe 2?", "Because Noemi makes a careful plan at the market square.",
-             "What colour is the person furthest to the left wearing in keyframe 34?", "Where is the red kite?"]
-    mixed = TextEmbedder(EmbedderParams(dtype=dtype), tmp_path / "mixed").encode(texts)
-    for i, text in enumerate(texts):
-        alone = TextEmbedder(EmbedderParams(dtype=dtype), tmp_path / f"alone-{i}").encode([text])
-        assert np.array_equal(alone[0], mixed[i]), text
-    model = device.load_once(("sentence-embedding", "minilm", "cpu"), lambda: embed.load_model("minilm", "cpu"))
-    padded = model.encode(texts, batch_size=64, convert_to_numpy=True, normalize_embeddings=True)
-    assert np.abs(padded - mixed).max() < 1e-2  # the same vectors, up to those last bits
