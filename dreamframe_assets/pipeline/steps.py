@@ -121,26 +121,27 @@ Made = tuple[dict[Path, bytes], str, dict[str, int], dict[str, list[dict]]]
 CONTRACT_SCHEMA = {"flagged": "dropped"}  # contract rows checked against another table's schema
 
 
-def contract_errors(stage: str, rows: dict[str, dict[str, list[dict]]]) -> dict[str, str]:
+def contract_errors(rows: dict[str, dict[str, list[dict]]], where: Callable[[str, str], str]) -> dict[str, str]:
     """Movies' contract rows ({movie: {table: rows}}) against the tables' schemas -> the
-    error of each movie that fails. One validation per table for all of them (pandera's cost
-    is per call, about 20 ms, not per row); only when that fails, one by one to name the culprits."""
-    def check(mids: list[str], where: Callable[[str], str]) -> None:
+    error of each movie that fails, its table named by ``where(movie, table)``. One validation
+    per table for all of them (pandera's cost is per call, about 20 ms, not per row); only
+    when that fails, one by one to name the culprits."""
+    def check(mids: list[str], label: Callable[[str], str]) -> None:
         for name in dict.fromkeys(name for mid in mids for name in rows[mid]):
             schema = CONTRACT_SCHEMA.get(name, name)
-            validate(schema, rows_table(schema, [r for mid in mids for r in rows[mid].get(name, [])]), where=where(name))
+            validate(schema, rows_table(schema, [r for mid in mids for r in rows[mid].get(name, [])]), where=label(name))
 
     try:
-        check(list(rows), lambda name: f"{stage}: {len(rows)} movie(s): {name}")
+        check(list(rows), lambda name: f"{len(rows)} movie(s): {name}")
         return {}
     except Exception:  # noqa: BLE001 - named below, movie by movie
         pass
     bad = {}
     for mid in rows:
         try:
-            check([mid], lambda name: f"{stage}: movie {mid!r}: {name}")
+            check([mid], lambda name: where(mid, name))
         except Exception as exc:  # noqa: BLE001 - an item that breaks its contract fails its movie
-            log.debug("%s: movie %s: bad output", stage, mid, exc_info=True)
+            log.debug("movie %s: breaks its contract", mid, exc_info=True)
             bad[mid] = f"{type(exc).__name__}: {exc}"
     return bad
 
@@ -398,7 +399,8 @@ def _run_stage(root: Path, params: Params, stage: str, movies: list[str] | None,
             except Exception as exc:  # noqa: BLE001 - an item that cannot make its files fails its movie
                 log.debug("%s: movie %s: bad output", stage, mid, exc_info=True)
                 built[mid] = f"{type(exc).__name__}: {exc}"
-        bad = contract_errors(stage, {mid: b[3] for mid, b in built.items() if not isinstance(b, str)})
+        bad = contract_errors({mid: b[3] for mid, b in built.items() if not isinstance(b, str)},
+                              lambda mid, name: f"{stage}: movie {mid!r}: {name}")
         while batch:  # one at a time off the batch: a movie settled is never settled again
             mid, attempt, value, key = batch[0]
             if retry:  # the new attempt is an input from now on, once its movie is settled
@@ -493,28 +495,15 @@ def check_plot(plot: MoviePlot, where: str) -> None:
 def check_plots(root: Path, movie_ids: list[str]) -> dict[str, str]:
     """Each movie's plot file against the plot tables' schemas -> the error of each that fails.
 
-    All movies go through one validation per table (pandera's cost is per call, about 20 ms,
-    not per row); only when that fails are they checked one by one, to name the culprits.
+    All movies go through one validation per table (``contract_errors``).
     """
-    def one_by_one() -> dict[str, str]:
-        bad = {}
-        for mid in movie_ids:
-            try:
-                read_plot(root, mid)
-            except Exception as exc:  # noqa: BLE001 - unreadable or breaking the contract: that movie fails
-                bad[mid] = f"{type(exc).__name__}: {exc}"
-        return bad
-
-    rows: dict[str, list[dict]] = {}
-    try:
-        for mid in movie_ids:
-            for name, part in plot_rows(read_plot(root, mid, check=False)).items():
-                rows.setdefault(name, []).extend(part)
-        for name, table_rows in rows.items():
-            validate(name, rows_table(name, table_rows), where=name)
-    except Exception:  # noqa: BLE001
-        return one_by_one()
-    return {}
+    rows, bad = {}, {}
+    for mid in movie_ids:
+        try:
+            rows[mid] = plot_rows(read_plot(root, mid, check=False))
+        except Exception as exc:  # noqa: BLE001 - unreadable: that movie fails
+            bad[mid] = f"{type(exc).__name__}: {exc}"
+    return bad | contract_errors(rows, lambda mid, name: f"data/movie_plots/{MOVIES}/{mid}.json ({name})")
 
 
 # ---------------------------------------------------------------- movie_plots
