@@ -204,8 +204,10 @@ def bias_noise(qas: list[QA], picks: dict[str, list[int]], bias: dict[str, Any])
 
 def summarize(plots: dict[str, MoviePlot], qas: list[QA], scores: dict[str, dict[str, Any]],
               covered: dict[str, set[str]] | None = None, dedup_vectors: np.ndarray | None = None,
-              threshold: float = 0.95, question_vectors: np.ndarray | None = None) -> dict[str, Any]:
-    """Dataset metrics from the per-movie scores; ``qas`` in the order of ``scores``' picks.
+              threshold: float = 0.95, question_vectors: np.ndarray | None = None,
+              fits: Any = None) -> dict[str, Any]:
+    """Dataset metrics from the per-movie scores; ``qas`` in the order of ``scores``' picks;
+    ``fits``: where the trained probe keeps its fitted weights (``probes.run_probes``).
 
     ``covered``: for an answerer that only answers some qtypes (the pixel reader), those
     qtypes; its accuracy is measured on them alone.
@@ -228,7 +230,7 @@ def summarize(plots: dict[str, MoviePlot], qas: list[QA], scores: dict[str, dict
     if "blind" in names:
         blind = {qa.qa_id: p for mid, mine in by_movie.items() for qa, p in zip(mine, scores[mid]["picks"]["blind"])}
         text_picks["blind"] = [blind[qa.qa_id] for qa in qas]
-    for name, picks in run_probes(qas).items():
+    for name, picks in run_probes(qas, fits).items():
         if qas and all(p == ABSTAIN for p in picks):
             abstained.append(name)  # the trained probe with a single movie: nothing to train on
         else:

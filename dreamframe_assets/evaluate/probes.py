@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from ..core.cache import digest
+from ..core.cache import bytes_digest, digest
 from ..core.plot import QA, answer_key
 
 PROBES = ("frequency", "length", "conversation", "trained")
@@ -253,30 +253,66 @@ def _capped(train: np.ndarray, groups: np.ndarray, order: dict[str, str]) -> np.
     return train if len(keep) == len(sizes) else train[np.isin(groups[train], keep)]
 
 
-def trained_scores(qas: list[QA], f: Features, folds: int = FOLDS) -> np.ndarray | None:
-    """Out-of-fold option scores, folds by movie (GroupKFold): no movie's own QAs train the model
-    that answers it. None with fewer than two movies (nothing to train on without the answered movie)."""
+def folds_by_movie(names: list[str], folds: int = FOLDS) -> dict[str, int]:
+    """Each movie's fold: dealt round-robin in a seeded order of the movie ids, so folds are
+    even, and a movie added or removed late in that order leaves the training movies of
+    every fold (the first ones in the same order, ``_capped``) unchanged: their fits are
+    cached."""
+    order = sorted(names, key=lambda m: digest("probe-train", m))
+    return {m: i % min(folds, len(names)) for i, m in enumerate(order)}
+
+
+def _fit(x: Any, y: np.ndarray, fits: Any = None) -> tuple[np.ndarray, float]:
+    """The logistic regression's weights and intercept on (x, y); ``fits``: a store with
+    ``get(key)`` / ``put(key, bytes)`` keyed by the training data, so a fold whose movies did
+    not change is not fitted again (the same data gives the same weights)."""
+    import io
+
+    import sklearn
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import GroupKFold
 
+    key = None
+    if fits is not None:
+        key = digest("probe-fit", sklearn.__version__, C, HASH_FEATURES, x.shape, bytes_digest(x.data.tobytes()),
+                     bytes_digest(x.indices.tobytes()), bytes_digest(x.indptr.tobytes()), bytes_digest(y.tobytes()))
+        data = fits.get(key)
+        if data is not None:
+            stored = np.load(io.BytesIO(data))
+            return stored["coef"], float(stored["intercept"])
+    model = LogisticRegression(C=C, solver="newton-cg", tol=1e-3, max_iter=300)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.fit(x, y)
+    coef, intercept = model.coef_[0].astype(np.float64), float(model.intercept_[0])
+    if fits is not None:
+        out = io.BytesIO()
+        np.savez(out, coef=coef, intercept=np.float64(intercept))
+        fits.put(key, out.getvalue(), item="probe-fit")
+    return coef, intercept
+
+
+def trained_scores(qas: list[QA], f: Features, folds: int = FOLDS, fits: Any = None) -> np.ndarray | None:
+    """Out-of-fold option scores, folds by movie (``folds_by_movie``): no movie's own QAs train
+    the model that answers it. None with fewer than two movies (nothing to train on without
+    the answered movie). ``fits``: where fitted weights are kept (``_fit``)."""
     movies = np.array([qa.movie_id for qa in qas])
     names = sorted(set(movies.tolist()))
     if len(names) < 2:
         return None
     order = {m: digest("probe-train", m) for m in names}
+    fold_of = folds_by_movie(names, folds)
     x, y, qa_row = design(qas, f)
     groups = movies[qa_row]
+    fold = np.array([fold_of[m] for m in groups.tolist()])
     flat = np.zeros(len(y))
-    for train, test in GroupKFold(n_splits=min(folds, len(names))).split(x, y, groups):
+    for k in range(min(folds, len(names))):
+        train, test = np.flatnonzero(fold != k), np.flatnonzero(fold == k)
         train = _capped(train, groups, order)
         if len(set(y[train].tolist())) < 2:
             continue  # nothing to learn: scores stay 0, the tie-break decides
-        model = LogisticRegression(C=C, solver="newton-cg", tol=1e-3, max_iter=300)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            model.fit(x[train], y[train])
-        flat[test] = model.decision_function(x[test])
+        coef, intercept = _fit(x[train], y[train], fits)
+        flat[test] = x[test] @ coef + intercept
     out = np.zeros(f.mask.shape)
     out[np.nonzero(f.mask)] = flat
     return out
@@ -298,9 +334,9 @@ def chance(qas: list[QA]) -> dict[str, Any]:
             "by_level": mean("level")}
 
 
-def run_probes(qas: list[QA]) -> dict[str, list[int]]:
+def run_probes(qas: list[QA], fits: Any = None) -> dict[str, list[int]]:
     """Every probe's picks, in the order of ``qas`` (all movies at once). ``trained`` is all -1
-    (abstains) when there is a single movie."""
+    (abstains) when there is a single movie; ``fits``: where its fitted weights are kept."""
     if not qas:
         return {name: [] for name in PROBES}
     f = features(qas)
@@ -310,6 +346,6 @@ def run_probes(qas: list[QA]) -> dict[str, list[int]]:
         "length": pick(length_scores(f), f.mask, seeds, "length"),
         "conversation": pick(conversation_scores(f), f.mask, seeds, "conversation"),
     }
-    scores = trained_scores(qas, f)
+    scores = trained_scores(qas, f, fits=fits)
     out["trained"] = [ABSTAIN] * len(qas) if scores is None else pick(scores, f.mask, seeds, "trained")
     return out

@@ -1009,7 +1009,7 @@ def _evaluate_dataset(root: Path, params: Params) -> StepResult:
     dedup = gates.dedup_vectors(ordered, embedder) if ordered else None
     questions = embedder.encode([qa.question for qa in ordered]) if ordered else None  # cached by the warm pass
     summary = metrics.summarize(plots, ordered, scores, covered, dedup, params.qa_pairs.near_duplicate_threshold,
-                                questions)
+                                questions, fits=ItemCache(root, "eval_scores"))
     gates_file = stage_dir(root, "qa_pairs") / "gates.json"
     if gates_file.exists():  # what the QA writers produced and what each gate dropped, beside what ships
         summary["gates"] = json.loads(gates_file.read_text())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import random
 import string
+from collections import Counter
 
 import pytest
 
@@ -190,6 +191,54 @@ def test_trained_never_sees_the_movie_it_answers():
     assert abs(_acc(own, probes.run_probes(own)["trained"]) - 0.25) <= 0.05
     common = tagged(shared=True)
     assert _acc(common, probes.run_probes(common)["trained"]) > 0.8
+
+
+class Fits(dict):
+    """A store for the trained probe's fits, counting the fits put."""
+
+    def put(self, key, data, item=""):
+        self[key] = data
+
+
+def test_folds_are_even_and_a_movie_late_in_the_order_moves_no_other():
+    names = [f"movie{m:03d}" for m in range(50)]
+    folds = probes.folds_by_movie(names)
+    assert sorted(Counter(folds.values()).values()) == [10] * 5
+    assert sorted(probes.folds_by_movie(names[:3]).values()) == [0, 1, 2]  # fewer movies, fewer folds
+    last = max(names, key=lambda m: probes.digest("probe-train", m))
+    kept = [m for m in names if m != last]
+    assert probes.folds_by_movie(kept) == {m: folds[m] for m in kept}
+
+
+def test_trained_fits_are_kept_and_a_kept_fit_gives_the_same_scores():
+    qas = repeated(movies=12, per_movie=20)
+    f = probes.features(qas)
+    fresh = probes.trained_scores(qas, f)
+    fits = Fits()
+    first = probes.trained_scores(qas, f, fits=fits)
+    assert len(fits) == 5 and (first == fresh).all()
+    fits.put = None  # a second run over the same data fits nothing
+    assert (probes.trained_scores(qas, f, fits=fits) == fresh).all()
+
+
+def test_a_movie_removed_late_in_the_order_refits_nothing_and_an_early_one_refits(monkeypatch):
+    """With training capped to the first movies of the seeded order, removing a movie late in
+    that order leaves every fold's training data, and so its kept fit, as it was; changing one
+    early in it does not (a kept fit is never served for other data)."""
+    monkeypatch.setattr(probes, "MAX_TRAIN_OPTIONS", 8 * 20 * 4)  # about 8 movies of 20 QAs
+    qas = repeated(movies=30, per_movie=20)
+    names = sorted({qa.movie_id for qa in qas}, key=lambda m: probes.digest("probe-train", m))
+    fits = Fits()
+    probes.trained_scores(qas, probes.features(qas), fits=fits)
+    before = dict(fits)
+    kept = [qa for qa in qas if qa.movie_id != names[-1]]
+    got = probes.trained_scores(kept, probes.features(kept), fits=fits)
+    assert fits == before  # no fold fitted again
+    assert (got == probes.trained_scores(kept, probes.features(kept))).all()
+    early = [qa for qa in qas if qa.movie_id != names[0]]
+    got = probes.trained_scores(early, probes.features(early), fits=fits)
+    assert len(fits) > len(before)
+    assert (got == probes.trained_scores(early, probes.features(early))).all()
 
 
 def test_trained_abstains_with_a_single_movie():
