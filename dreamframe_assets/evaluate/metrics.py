@@ -29,6 +29,7 @@ different characters of the same movie.
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass
 from typing import Any, Iterable
 
 import numpy as np
@@ -136,13 +137,26 @@ def movie_scores(plot: MoviePlot, qas: list[QA], images: list[np.ndarray], answe
     return scores
 
 
-def diversity(plots: dict[str, MoviePlot], qas: list[QA], dedup_vectors: np.ndarray | None, threshold: float,
+@dataclass(frozen=True)
+class MovieFacts:
+    """What the dataset metrics read of a movie's plot: a reader need not build every plot."""
+
+    genre: str
+    frames: int
+    dialogue_lines: int
+
+
+def movie_facts(plot: MoviePlot) -> MovieFacts:
+    return MovieFacts(plot.movie.genre, len(plot.frames), len(plot.dialogue))
+
+
+def diversity(movies: dict[str, MovieFacts], qas: list[QA], dedup_vectors: np.ndarray | None, threshold: float,
               question_vectors: np.ndarray | None = None) -> dict[str, float]:
     out = {
         "distinct_2": round(distinct_n([qa.question for qa in qas], 2), 4),
         "distinct_2_answers": round(distinct_n([qa.answer for qa in qas], 2), 4),
         "qtype_entropy": round(normalized_entropy(qa.qtype for qa in qas), 4),
-        "genre_entropy": round(normalized_entropy(p.movie.genre for p in plots.values()), 4),
+        "genre_entropy": round(normalized_entropy(m.genre for m in movies.values()), 4),
     }
     if dedup_vectors is not None:
         out["near_duplicate_rate"] = round(duplicate_rate(qas, dedup_vectors, threshold), 4)
@@ -202,7 +216,7 @@ def bias_noise(qas: list[QA], picks: dict[str, list[int]], bias: dict[str, Any])
             "language_bias_noise_by_qtype": by_qtype}
 
 
-def summarize(plots: dict[str, MoviePlot], qas: list[QA], scores: dict[str, dict[str, Any]],
+def summarize(movies: dict[str, MovieFacts], qas: list[QA], scores: dict[str, dict[str, Any]],
               covered: dict[str, set[str]] | None = None, dedup_vectors: np.ndarray | None = None,
               threshold: float = 0.95, question_vectors: np.ndarray | None = None,
               fits: Any = None) -> dict[str, Any]:
@@ -238,20 +252,20 @@ def summarize(plots: dict[str, MoviePlot], qas: list[QA], scores: dict[str, dict
             text_picks[name] = picks
     metrics: dict[str, Any] = {
         "counts": {
-            "movies": len(plots),
-            "frames": sum(len(p.frames) for p in plots.values()),
+            "movies": len(movies),
+            "frames": sum(m.frames for m in movies.values()),
             "keyframes": sum(len(s["descriptors"]) for s in scores.values()),
             "qa_pairs": len(qas),
-            "dialogue_lines": sum(len(p.dialogue) for p in plots.values()),
+            "dialogue_lines": sum(m.dialogue_lines for m in movies.values()),
         },
         "qtype_share": _shares(qa.qtype for qa in qas),
         "qtype_count": dict(sorted(Counter(qa.qtype for qa in qas).items())),
         "level_share": _shares(qa.level for qa in qas),
-        "genre_share": _shares(p.movie.genre for p in plots.values()),
+        "genre_share": _shares(m.genre for m in movies.values()),
         "answer_position_share": _shares(str(qa.answer_index) for qa in qas),
         "accuracy": acc,
         "style_consistency": style_consistency({m: s["descriptors"] for m, s in scores.items()}),
-        "diversity": diversity(plots, qas, dedup_vectors, threshold, question_vectors),
+        "diversity": diversity(movies, qas, dedup_vectors, threshold, question_vectors),
     }
     retrievers = sorted({r for s in scores.values() for r in s.get("ap", {})})
     metrics["map"] = {r: round(mean_ap([a for s in scores.values() for a in s["ap"].get(r, [])]), 4) for r in retrievers}

@@ -43,7 +43,6 @@ from ..core.store import (
     plot_rows,
     plot_to_json,
     png_bytes,
-    read_plots,
     read_keyframe_pngs,
     read_table,
     rows_table,
@@ -942,6 +941,18 @@ def _warm_embeddings(embedder: Any, answerers: list[Any], retrievers: list[str],
         embedder.release()  # the movies and the summary read the cache: its memory is free for them
 
 
+def read_movie_facts(root: Path) -> dict[str, Any]:
+    """Each movie's genre and frame and dialogue counts, from the validated plot tables, in the
+    tables' movie order: what the dataset metrics need, without building 1,000 plots."""
+    from ..evaluate.metrics import MovieFacts
+
+    folder = stage_dir(root, "movie_plots")
+    counts = {name: dict(read_table(folder / f"{name}.parquet", name)["movie_id"].value_counts().iter_rows())
+              for name in ("frames", "dialogue")}
+    return {mid: MovieFacts(genre, counts["frames"].get(mid, 0), counts["dialogue"].get(mid, 0))
+            for mid, genre in read_table(folder / "movies.parquet", "movies").select("movie_id", "genre").iter_rows()}
+
+
 def evaluate_dataset(root: Path, params: Params) -> StepResult:
     """Accuracy per answerer, evidence retrieval, style consistency, diversity -> metrics.json + charts."""
     with stage_lock(Path(root), "eval_scores"):
@@ -958,7 +969,7 @@ def _evaluate_dataset(root: Path, params: Params) -> StepResult:
     t0 = time.perf_counter()
     enter_stage("eval_scores")
     p = params.eval_scores
-    plots = read_plots(root)
+    movies = read_movie_facts(root)
     qas = read_qa(root)
     index = read_table(stage_dir(root, "keyframes") / "keyframes.parquet", "keyframes")
     answerers = [backends.ANSWERERS[name](p, root) for name in p.answerers]
@@ -967,14 +978,14 @@ def _evaluate_dataset(root: Path, params: Params) -> StepResult:
     code = code_version("eval_scores")
     identities = [answerer_identity(a) for a in answerers]
     detector = person_detector(p)
-    by_movie: dict[str, list[QA]] = {mid: [] for mid in plots}
+    by_movie: dict[str, list[QA]] = {mid: [] for mid in movies}
     for qa in qas:
         by_movie[qa.movie_id].append(qa)
-    shas = {mid: [] for mid in plots} | {
+    shas = {mid: [] for mid in movies} | {
         key[0]: part.sort("frame_index")["sha"].to_list() for key, part in index.group_by("movie_id")}
-    retrieved = retrieval_sample(list(plots), p.retrieval_movies, p.seed)  # the text retriever's movies
-    items, calls = {}, []
-    for mid, plot in plots.items():
+    retrieved = retrieval_sample(list(movies), p.retrieval_movies, p.seed)  # the text retriever's movies
+    items, calls, plots = {}, [], {}
+    for mid in movies:
         # keyed by the movie's files (its plot and its QA item, which the dataset tables are
         # assembled from), not by the rows read back: the same inputs, without re-serialising them
         sources = [_movie_digest(root, stage, mid) for stage in ("movie_plots", "qa_pairs")]
@@ -983,7 +994,8 @@ def _evaluate_dataset(root: Path, params: Params) -> StepResult:
                      embedder.identity(), sources, shas[mid], mid in retrieved)
         data = cache.get(key)
         if data is None:
-            calls.append((_eval_compute, (params, str(root), mid, plot_to_json(plot).decode(),
+            plots[mid] = read_plot(root, mid, check=False)  # the file the tables were assembled from
+            calls.append((_eval_compute, (params, str(root), mid, plot_to_json(plots[mid]).decode(),
                                           [as_row(q) for q in by_movie[mid]], mid in retrieved)))
         items[mid] = (key, data)
     _warm_embeddings(embedder, answerers, p.retrievers,
@@ -1004,11 +1016,11 @@ def _evaluate_dataset(root: Path, params: Params) -> StepResult:
         score = json.loads(items.pop(mid)[1])  # a list of Python floats: ~8x less memory)
         score["descriptors"] = np.asarray(score["descriptors"], dtype=np.float32)
         scores[mid] = score
-    ordered = [qa for mid in plots for qa in by_movie[mid]]
+    ordered = [qa for mid in movies for qa in by_movie[mid]]
     covered = {a.name: a.answers() for a in answerers if hasattr(a, "answers")}
     dedup = gates.dedup_vectors(ordered, embedder) if ordered else None
     questions = embedder.encode([qa.question for qa in ordered]) if ordered else None  # cached by the warm pass
-    summary = metrics.summarize(plots, ordered, scores, covered, dedup, params.qa_pairs.near_duplicate_threshold,
+    summary = metrics.summarize(movies, ordered, scores, covered, dedup, params.qa_pairs.near_duplicate_threshold,
                                 questions, fits=ItemCache(root, "eval_scores"))
     gates_file = stage_dir(root, "qa_pairs") / "gates.json"
     if gates_file.exists():  # what the QA writers produced and what each gate dropped, beside what ships

@@ -13,7 +13,7 @@ from dreamframe_assets.evaluate.identity import (
     identity_pairs,
     movie_identity,
 )
-from dreamframe_assets.evaluate.metrics import movie_scores, summarize
+from dreamframe_assets.evaluate.metrics import movie_facts, movie_scores, summarize
 
 from ..conftest import make_plot
 
@@ -126,7 +126,7 @@ def test_evaluation_reports_identity_consistency_with_clip():
     plot = make_plot()
     images = _drawn(plot)
     scores = {plot.movie.movie_id: movie_scores(plot, [], images, [], clip=MeanColourClip())}
-    metrics = summarize({plot.movie.movie_id: plot}, [], scores)
+    metrics = summarize({plot.movie.movie_id: movie_facts(plot)}, [], scores)
     assert metrics["identity_consistency_clip"]["separation"] > 0.5
-    assert "identity_consistency_clip" not in summarize({plot.movie.movie_id: plot}, [],
+    assert "identity_consistency_clip" not in summarize({plot.movie.movie_id: movie_facts(plot)}, [],
                                                         {plot.movie.movie_id: movie_scores(plot, [], images, [])})

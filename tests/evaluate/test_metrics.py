@@ -4,6 +4,7 @@ from dreamframe_assets.core.plot import QA
 from dreamframe_assets.evaluate.chance import RandomAnswerer
 from dreamframe_assets.evaluate.metrics import (
     accuracy,
+    movie_facts,
     movie_scores,
     style_consistency,
     style_descriptor,
@@ -44,7 +45,7 @@ def test_movie_scores_and_summary_count_and_answer(plot):
     qas = list(OfflineQAWriter().write(plot, 2.0, 0.3, 0).qas)
     frames = [np.zeros((8, 8, 3), np.uint8)] * len(plot.frames)
     scores = {plot.movie.movie_id: movie_scores(plot, qas, frames, [RandomAnswerer(), OracleAnswerer()])}
-    m = summarize({plot.movie.movie_id: plot}, qas, scores)
+    m = summarize({plot.movie.movie_id: movie_facts(plot)}, qas, scores)
     assert m["counts"] == {"movies": 1, "frames": 6, "keyframes": 6, "qa_pairs": len(qas), "dialogue_lines": 3}
     assert m["accuracy"]["oracle"]["overall"] == 1.0
     assert abs(sum(m["qtype_share"].values()) - 1) < 1e-3
