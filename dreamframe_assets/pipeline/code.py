@@ -23,8 +23,8 @@ NAME = PACKAGE.name
 
 # The modules that run a stage's movies: imported when they load (not inside their functions,
 # which belong to one stage or another), for every stage.
-SHARED: tuple[str, ...] = ("pipeline/steps.py", "pipeline/movies.py", "pipeline/executor.py", "pipeline/backends.py",
-                           "pipeline/code.py")
+SHARED: tuple[str, ...] = ("pipeline/steps.py", "pipeline/tables.py", "pipeline/movies.py", "pipeline/executor.py",
+                           "pipeline/backends.py", "pipeline/code.py")
 # Each stage's entry points: the backends params.yaml may name for it and the helpers its steps
 # call; everything they import counts. Paths relative to the package; a folder means its modules.
 STAGE_CODE: dict[str, tuple[str, ...]] = {

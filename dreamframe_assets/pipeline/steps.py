@@ -48,11 +48,10 @@ from ..core.store import (
     rows_table,
     shard_members,
     stage_dir,
-    table_bytes,
 )
 from ..core.vocabulary import GROUNDED_QTYPES
 from ..models.device import READERS, enter_stage, load_once
-from . import backends, executor
+from . import backends, executor, tables
 from .code import STAGES, code_version
 from .movies import (
     STATUS_DIR,
@@ -442,8 +441,8 @@ def _run_stage(root: Path, params: Params, stage: str, movies: list[str] | None,
             save_status(force=True)
 
     written += remove_other_movies(folder, set(ids), root)
-    tables, counts, preview, extra = ASSEMBLE[stage](run, ids)
-    written += [str(p.relative_to(root)) for p, data in tables.items() if write_if_changed(p, data)]
+    table_files, counts, preview, extra = ASSEMBLE[stage](run, ids)
+    written += [str(p.relative_to(root)) for p, data in table_files.items() if write_if_changed(p, data)]
     if usage_before is not None:  # the backend lives as long as the process: this run's share
         extra["llm_usage"] = {k: v - usage_before.get(k, 0) for k, v in made.usage().items()}
     counts = {**counts, **{s: sum(m.state == s for m in states.values()) for s in ("quarantined", "failed", "skipped")}}
@@ -534,28 +533,23 @@ def _plots_files(run: Run, mid: str, data: bytes) -> Made:
 
 
 def _plots_assemble(run: Run, ids: list[str]) -> tuple[dict[Path, bytes], dict, pl.DataFrame, dict]:
-    rows: dict[str, list[dict]] = {name: [] for name in PLOT_TABLES}
-    for mid in ids:
-        path = run.folder / MOVIES / f"{mid}.json"
-        if path.exists():
-            for name, table_rows in plot_rows(plot_from_json(path.read_bytes())).items():
-                rows[name].extend(table_rows)
-        quarantined = run.folder / "quarantine" / f"{mid}.json"
-        if quarantined.exists():
-            rows["quarantine"].extend(_json(quarantined))
-    files = {}
-    for name in PLOT_TABLES:
-        df = rows_table(name, rows[name])
-        validate(name, df, where=f"movie_plots/{name}.parquet")
-        files[run.folder / f"{name}.parquet"] = table_bytes(df)
-    frames = rows_table("frames", rows["frames"])
-    counts = {"movies": len(rows["movies"]), "frames": len(rows["frames"]), "dialogue_lines": len(rows["dialogue"]),
-              "plot_qa": len(rows["plot_qa"]), "substories": len(rows["substories"]),
-              "quarantined_parts": len(rows["quarantine"])}
-    preview = rows_table("movies", rows["movies"]).select("movie_id", "title", "genre", "style_keyword", "theme")
-    extra: dict[str, Any] = {"actions": frames["action"].value_counts().sort("action").to_dicts()}
-    if rows["quarantine"]:
-        extra["quarantine"] = [{k: str(v)[:200] for k, v in r.items() if k != "prompt"} for r in rows["quarantine"][:20]]
+    def parse(mid: str) -> tuple[dict[str, list[dict]], None]:
+        path, quarantined = run.folder / MOVIES / f"{mid}.json", run.folder / "quarantine" / f"{mid}.json"
+        rows = plot_rows(plot_from_json(path.read_bytes())) if path.exists() else {}
+        return {**rows, "quarantine": _json(quarantined) if quarantined.exists() else []}, None
+
+    t, files, _ = tables.assemble(run.root, run.stage, code_version(run.stage), run.folder, ids,
+                                  {name: name for name in PLOT_TABLES},
+                                  lambda mid: [run.folder / MOVIES / f"{mid}.json", run.folder / "quarantine" / f"{mid}.json"],
+                                  parse)
+    counts = {"movies": t["movies"].height, "frames": t["frames"].height, "dialogue_lines": t["dialogue"].height,
+              "plot_qa": t["plot_qa"].height, "substories": t["substories"].height,
+              "quarantined_parts": t["quarantine"].height}
+    preview = t["movies"].select("movie_id", "title", "genre", "style_keyword", "theme")
+    extra: dict[str, Any] = {"actions": t["frames"]["action"].value_counts().sort("action").to_dicts()}
+    if t["quarantine"].height:
+        extra["quarantine"] = [{k: str(v)[:200] for k, v in r.items() if k != "prompt"}
+                               for r in t["quarantine"].head(20).to_dicts()]
     return files, counts, preview, extra
 
 
@@ -608,11 +602,11 @@ def _style_files(run: Run, mid: str, data: bytes) -> Made:
 
 
 def _style_assemble(run: Run, ids: list[str]) -> tuple[dict[Path, bytes], dict, pl.DataFrame, dict]:
-    rows = [_json(path) for mid in ids if (path := run.folder / MOVIES / f"{mid}.json").exists()]
-    table = rows_table("styles", rows)
-    validate("styles", table, where="style_banks/styles.parquet")
-    return ({run.folder / "styles.parquet": table_bytes(table)}, {"movies": len(rows)},
-            table.select("movie_id", "style_keyword", "palette", "texture_kind", "grain"), {})
+    t, files, _ = tables.assemble(run.root, run.stage, code_version(run.stage), run.folder, ids, {"styles": "styles"},
+                                  lambda mid: [run.folder / MOVIES / f"{mid}.json"],
+                                  lambda mid: ({"styles": [_json(run.folder / MOVIES / f"{mid}.json")]}, None))
+    table = t["styles"]
+    return files, {"movies": table.height}, table.select("movie_id", "style_keyword", "palette", "texture_kind", "grain"), {}
 
 
 def learn_style_banks(root: Path, params: Params, movies: list[str] | None = None, retry: bool = False) -> StepResult:
@@ -697,11 +691,11 @@ def _frames_files(run: Run, mid: str, shard: bytes) -> Made:
 
 
 def _frames_assemble(run: Run, ids: list[str]) -> tuple[dict[Path, bytes], dict, pl.DataFrame, dict]:
-    rows = [row for mid in ids if (path := run.folder / MOVIES / f"{mid}.json").exists() for row in _json(path)]
-    table = rows_table("keyframes", rows)
-    validate("keyframes", table, where="keyframes/keyframes.parquet")
-    movies = table["movie_id"].n_unique() if rows else 0
-    counts, extra = {"movies": movies, "keyframes": len(rows)}, {}
+    t, files, _ = tables.assemble(run.root, run.stage, code_version(run.stage), run.folder, ids,
+                                  {"keyframes": "keyframes"}, lambda mid: [run.folder / MOVIES / f"{mid}.json"],
+                                  lambda mid: ({"keyframes": _json(run.folder / MOVIES / f"{mid}.json")}, None))
+    table = t["keyframes"]
+    counts, extra = {"movies": table["movie_id"].n_unique(), "keyframes": table.height}, {}
     said = [r for mid in ids if (path := run.folder / "prompts" / f"{mid}.json").exists() for r in _json(path)]
     if said:  # what the text encoders never saw: the prose is cut first, then facts from the end
         lost = Counter(what for r in said for what in r["lost"])
@@ -711,7 +705,7 @@ def _frames_assemble(run: Run, ids: list[str]) -> tuple[dict[Path, bytes], dict,
                      if (run.folder / REFERENCES / mid).is_dir())
     if references:
         counts["character_references"] = references
-    return {run.folder / "keyframes.parquet": table_bytes(table)}, counts, table.head(8), extra
+    return files, counts, table.head(8), extra
 
 
 def render_keyframes(root: Path, params: Params, movies: list[str] | None = None, retry: bool = False) -> StepResult:
@@ -788,31 +782,24 @@ def _qa_files(run: Run, mid: str, data: bytes) -> Made:
 
 
 def _qa_assemble(run: Run, ids: list[str]) -> tuple[dict[Path, bytes], dict, pl.DataFrame, dict]:
-    rows: dict[str, list[dict]] = {"qa": [], "dropped": [], "quarantine": [], "flagged": []}
-    written: list[dict] = []
-    movies = 0
-    for mid in ids:
-        path = run.folder / MOVIES / f"{mid}.json"
-        if path.exists():
-            movies += 1
-            item = _json(path)
-            for name in rows:
-                rows[name].extend(item[name])
-            written.append(item["written"])
-    report = gate_report(written, rows["dropped"], rows["qa"])
-    files = {run.folder / "gates.json": (json.dumps(report, indent=2, sort_keys=True) + "\n").encode()}
-    for name, table_rows in rows.items():
-        schema = "dropped" if name == "flagged" else name  # flagged QAs: the dropped rows' columns, kept
-        table = rows_table(schema, table_rows)
-        validate(schema, table, where=f"qa_pairs/{name}.parquet")
-        files[run.folder / f"{name}.parquet"] = table_bytes(table)
-    table = rows_table("qa", rows["qa"])
+    def parse(mid: str) -> tuple[dict[str, list[dict]], dict]:
+        item = _json(run.folder / MOVIES / f"{mid}.json")
+        return {name: item[name] for name in ("qa", "dropped", "quarantine", "flagged")}, item["written"]
+
+    # flagged QAs: the dropped rows' columns, kept
+    t, files, written = tables.assemble(run.root, run.stage, code_version(run.stage), run.folder, ids,
+                                        {"qa": "qa", "dropped": "dropped", "quarantine": "quarantine", "flagged": "dropped"},
+                                        lambda mid: [run.folder / MOVIES / f"{mid}.json"], parse)
+    table = t["qa"]
+    report = gate_report(list(written.values()), t["dropped"].select("gate", "qtype").to_dicts(),
+                         table.select("qtype").to_dicts())
+    files[run.folder / "gates.json"] = (json.dumps(report, indent=2, sort_keys=True) + "\n").encode()
     shares = table["qtype"].value_counts(normalize=True).sort("qtype")
     extra = {"qtype_share": dict(zip(shares["qtype"], shares["proportion"])),
              "dropped_by_gate": report["dropped"]["by_gate"],
              "gates": report}
-    counts = {"movies": movies, "qa_pairs": len(rows["qa"]), "grounded": int(table["qtype"].is_in(GROUNDED_QTYPES).sum()),
-              "dropped": len(rows["dropped"]), "quarantined_qa": len(rows["quarantine"]), "flagged": len(rows["flagged"])}
+    counts = {"movies": len(written), "qa_pairs": table.height, "grounded": int(table["qtype"].is_in(GROUNDED_QTYPES).sum()),
+              "dropped": t["dropped"].height, "quarantined_qa": t["quarantine"].height, "flagged": t["flagged"].height}
     return files, counts, table.select("qa_id", "qtype", "question", "answer").head(10), extra
 
 
@@ -1021,7 +1008,7 @@ def _evaluate_dataset(root: Path, params: Params) -> StepResult:
     dedup = gates.dedup_vectors(ordered, embedder) if ordered else None
     questions = embedder.encode([qa.question for qa in ordered]) if ordered else None  # cached by the warm pass
     summary = metrics.summarize(movies, ordered, scores, covered, dedup, params.qa_pairs.near_duplicate_threshold,
-                                questions, fits=ItemCache(root, "eval_scores"))
+                                questions, fits=ItemCache(root, "probe_fits"))
     gates_file = stage_dir(root, "qa_pairs") / "gates.json"
     if gates_file.exists():  # what the QA writers produced and what each gate dropped, beside what ships
         summary["gates"] = json.loads(gates_file.read_text())

@@ -9,13 +9,17 @@ a second run computes and writes nothing.
 from __future__ import annotations
 
 import json
+import shutil
+from dataclasses import replace
+from pathlib import Path
 
 import polars as pl
 import pytest
 import yaml
 
 from dreamframe_assets.core.params import load_params
-from dreamframe_assets.core.store import read_plots, read_table, stage_dir
+from dreamframe_assets.core.cache import ItemCache
+from dreamframe_assets.core.store import MOVIES as MOVIE_FILES, plot_from_json, plot_to_json, read_plots, read_table, stage_dir
 from dreamframe_assets.evaluate.blind import BlindAnswerer
 from dreamframe_assets.evaluate.retrieval import retrieval_sample, text_inputs
 from dreamframe_assets.pipeline.code import STAGES
@@ -163,3 +167,40 @@ def test_contract_errors_name_only_the_movies_that_break_it(scaled):
     rows[bad]["qa"] = [{**rows[bad]["qa"][0], "answer_index": 9}, *rows[bad]["qa"][1:]]
     errors = steps.contract_errors(rows, where)
     assert list(errors) == [bad] and f"qa_pairs: movie {bad!r}: qa" in errors[bad]
+
+
+def _retitle(path):
+    plot = plot_from_json(path.read_bytes())
+    path.write_bytes(plot_to_json(replace(plot, movie=replace(plot.movie, title=plot.movie.title + " Again"))))
+
+
+def _drop_last_qa(path):
+    item = json.loads(path.read_bytes())
+    item["qa"] = item["qa"][:-1]
+    path.write_text(json.dumps(item))
+
+
+@pytest.mark.parametrize(("stage", "change", "reader"), [("movie_plots", _retitle, "plot_from_json"),
+                                                         ("qa_pairs", _drop_last_qa, "_json")])
+def test_tables_keep_the_rows_of_unchanged_movies_and_equal_a_full_parse(scaled, tmp_path, monkeypatch,
+                                                                         stage, change, reader):
+    """A stage's tables after one movie changed and one left: only the changed movie's file is
+    parsed again, and the bytes, counts and report are those of a parse of every movie."""
+    root = Path(shutil.copytree(scaled[0], tmp_path / "project"))
+    run = steps.Run(root, load_params(root), stage, stage_dir(root, stage), "test", {})
+    order = read_table(run.folder / ("movies.parquet" if stage == "movie_plots" else "qa.parquet"),
+                       "movies" if stage == "movie_plots" else "qa")["movie_id"].unique(maintain_order=True).to_list()
+    changed, left = order[3], order[5]
+    change(run.folder / MOVIE_FILES / f"{changed}.json")
+    ids = [m for m in reversed(order) if m != left]  # another order than the tables on disk
+    parsed = []
+    real = getattr(steps, reader)
+    monkeypatch.setattr(steps, reader, lambda data: parsed.append(data) or real(data))
+    kept = steps.ASSEMBLE[stage](run, ids)
+    assert len(parsed) == 1
+    shutil.rmtree(ItemCache(root, "tables").dir)
+    full = steps.ASSEMBLE[stage](run, ids)
+    assert len(parsed) == 1 + len(ids)
+    assert kept[0] == full[0]  # every table's bytes, and the gate report
+    assert kept[1] == full[1] and kept[3] == full[3]
+    assert kept[2].equals(full[2])
