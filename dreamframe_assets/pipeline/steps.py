@@ -193,6 +193,7 @@ class Run:
     folder: Path
     identity: str
     sources: dict[str, tuple[str, str]]  # every movie: ("theme", text) or ("story", file)
+    code: str  # code_version(stage)
 
 
 def run_stage(root: Path, params: Params, stage: str, movies: list[str] | None = None,
@@ -229,8 +230,8 @@ def stale_movies(root: Path, params: Params, stage: str, recorded: dict) -> list
     root = Path(root)
     sources, _ = read_sources(root, params)
     folder = stage_dir(root, stage)
-    run = Run(root, params, stage, folder, backend(stage, params, root).identity(), sources)
     code = code_version(stage)
+    run = Run(root, params, stage, folder, backend(stage, params, root).identity(), sources, code)
     cache = ItemCache(root, stage)
     status = read_status(root, stage)
     attempts = read_retries(root).get(stage, {})
@@ -294,8 +295,8 @@ def _run_stage(root: Path, params: Params, stage: str, movies: list[str] | None,
     folder = stage_dir(root, stage)
     made = backend(stage, params, root)
     usage_before = made.usage() if hasattr(made, "usage") else None
-    run = Run(root, params, stage, folder, made.identity(), sources)
     code = code_version(stage)
+    run = Run(root, params, stage, folder, made.identity(), sources, code)
     cache = ItemCache(root, stage)
     status = read_status(root, stage)
     states: dict[str, MovieState] = {}
@@ -485,6 +486,23 @@ def read_plot(root: Path, movie_id: str, check: bool = True) -> MoviePlot:
     return plot
 
 
+def plot_facts(run: Run, mid: str) -> dict:
+    """What the style_banks and keyframes item keys read of a movie's plot (its style, and a
+    digest of what is drawn: frames and characters), kept by the plot file's bytes: checking
+    1,000 movies for staleness reads each plot's bytes, not its parse."""
+    data = _movie_json(run.root, "movie_plots", mid)
+    cache = ItemCache(run.root, "plot_facts")
+    key = digest("plot-facts", run.code, bytes_digest(data))
+    kept = cache.get(key)
+    if kept is not None:
+        return json.loads(kept)
+    plot = plot_from_json(data)
+    facts = {"style": [plot.movie.style_description, plot.movie.style_keyword],
+             "drawn": digest([as_row(f) for f in plot.frames] + [as_row(c) for c in plot.movie.characters])}
+    cache.put(key, json.dumps(facts).encode())
+    return facts
+
+
 def check_plot(plot: MoviePlot, where: str) -> None:
     for name, rows in plot_rows(plot).items():
         validate(name, rows_table(name, rows), where=f"{where} ({name})")
@@ -538,7 +556,7 @@ def _plots_assemble(run: Run, ids: list[str]) -> tuple[dict[Path, bytes], dict, 
         rows = plot_rows(plot_from_json(path.read_bytes())) if path.exists() else {}
         return {**rows, "quarantine": _json(quarantined) if quarantined.exists() else []}, None
 
-    t, files, _ = tables.assemble(run.root, run.stage, code_version(run.stage), run.folder, ids,
+    t, files, _ = tables.assemble(run.root, run.stage, run.code, run.folder, ids,
                                   {name: name for name in PLOT_TABLES},
                                   lambda mid: [run.folder / MOVIES / f"{mid}.json", run.folder / "quarantine" / f"{mid}.json"],
                                   parse)
@@ -561,9 +579,8 @@ def write_movie_plots(root: Path, params: Params, movies: list[str] | None = Non
 # ---------------------------------------------------------------- style_banks
 def _style_inputs(run: Run, mid: str, attempt: int) -> tuple[Any, tuple]:
     p = run.params.style_banks
-    m = read_plot(run.root, mid, check=False).movie
     seed = item_seed(attempt_seed(p.seed, attempt), mid)
-    return [mid, m.style_description, m.style_keyword, p.references, p.size, p.seed], (mid, seed)
+    return [mid, *plot_facts(run, mid)["style"], p.references, p.size, p.seed], (mid, seed)
 
 
 def _style_compute(learner: Any, params: Params, root: Path, mid: str, seed: int) -> bytes:
@@ -602,7 +619,7 @@ def _style_files(run: Run, mid: str, data: bytes) -> Made:
 
 
 def _style_assemble(run: Run, ids: list[str]) -> tuple[dict[Path, bytes], dict, pl.DataFrame, dict]:
-    t, files, _ = tables.assemble(run.root, run.stage, code_version(run.stage), run.folder, ids, {"styles": "styles"},
+    t, files, _ = tables.assemble(run.root, run.stage, run.code, run.folder, ids, {"styles": "styles"},
                                   lambda mid: [run.folder / MOVIES / f"{mid}.json"],
                                   lambda mid: ({"styles": [_json(run.folder / MOVIES / f"{mid}.json")]}, None))
     table = t["styles"]
@@ -636,10 +653,9 @@ def style_object(params: dict, files: dict[str, bytes]) -> Any:
 # ---------------------------------------------------------------- keyframes
 def _frames_inputs(run: Run, mid: str, attempt: int) -> tuple[Any, tuple]:
     p = run.params.keyframes
-    plot = read_plot(run.root, mid, check=False)
+    facts = plot_facts(run, mid)
     style, style_files = read_style(run.root, mid)
-    drawn = [as_row(f) for f in plot.frames] + [as_row(c) for c in plot.movie.characters]
-    parts = [mid, drawn, style, {k: bytes_digest(v) for k, v in style_files.items()}, plot.movie.style_keyword,
+    parts = [mid, facts["drawn"], style, {k: bytes_digest(v) for k, v in style_files.items()}, facts["style"][1],
              p.width, p.height, p.seed]
     return parts, (mid, style, style_files, item_seed(attempt_seed(p.seed, attempt), mid))
 
@@ -691,7 +707,7 @@ def _frames_files(run: Run, mid: str, shard: bytes) -> Made:
 
 
 def _frames_assemble(run: Run, ids: list[str]) -> tuple[dict[Path, bytes], dict, pl.DataFrame, dict]:
-    t, files, _ = tables.assemble(run.root, run.stage, code_version(run.stage), run.folder, ids,
+    t, files, _ = tables.assemble(run.root, run.stage, run.code, run.folder, ids,
                                   {"keyframes": "keyframes"}, lambda mid: [run.folder / MOVIES / f"{mid}.json"],
                                   lambda mid: ({"keyframes": _json(run.folder / MOVIES / f"{mid}.json")}, None))
     table = t["keyframes"]
@@ -787,7 +803,7 @@ def _qa_assemble(run: Run, ids: list[str]) -> tuple[dict[Path, bytes], dict, pl.
         return {name: item[name] for name in ("qa", "dropped", "quarantine", "flagged")}, item["written"]
 
     # flagged QAs: the dropped rows' columns, kept
-    t, files, written = tables.assemble(run.root, run.stage, code_version(run.stage), run.folder, ids,
+    t, files, written = tables.assemble(run.root, run.stage, run.code, run.folder, ids,
                                         {"qa": "qa", "dropped": "dropped", "quarantine": "quarantine", "flagged": "dropped"},
                                         lambda mid: [run.folder / MOVIES / f"{mid}.json"], parse)
     table = t["qa"]

@@ -22,7 +22,7 @@ from dreamframe_assets.core.cache import ItemCache
 from dreamframe_assets.core.store import MOVIES as MOVIE_FILES, plot_from_json, plot_to_json, read_plots, read_table, stage_dir
 from dreamframe_assets.evaluate.blind import BlindAnswerer
 from dreamframe_assets.evaluate.retrieval import retrieval_sample, text_inputs
-from dreamframe_assets.pipeline.code import STAGES
+from dreamframe_assets.pipeline.code import STAGES, code_version
 from dreamframe_assets.pipeline import steps
 from dreamframe_assets.pipeline.steps import STEPS, read_qa
 from dreamframe_assets.story.themes import offline_themes
@@ -187,7 +187,7 @@ def test_tables_keep_the_rows_of_unchanged_movies_and_equal_a_full_parse(scaled,
     """A stage's tables after one movie changed and one left: only the changed movie's file is
     parsed again, and the bytes, counts and report are those of a parse of every movie."""
     root = Path(shutil.copytree(scaled[0], tmp_path / "project"))
-    run = steps.Run(root, load_params(root), stage, stage_dir(root, stage), "test", {})
+    run = steps.Run(root, load_params(root), stage, stage_dir(root, stage), "test", {}, code_version(stage))
     order = read_table(run.folder / ("movies.parquet" if stage == "movie_plots" else "qa.parquet"),
                        "movies" if stage == "movie_plots" else "qa")["movie_id"].unique(maintain_order=True).to_list()
     changed, left = order[3], order[5]
@@ -204,3 +204,21 @@ def test_tables_keep_the_rows_of_unchanged_movies_and_equal_a_full_parse(scaled,
     assert kept[0] == full[0]  # every table's bytes, and the gate report
     assert kept[1] == full[1] and kept[3] == full[3]
     assert kept[2].equals(full[2])
+
+
+def test_plot_facts_are_kept_by_the_plot_bytes(scaled, tmp_path):
+    """Staleness reads a plot's facts from the memo while its file is the same bytes, and the
+    plot again once they change."""
+    root = Path(shutil.copytree(scaled[0], tmp_path / "project"))
+    run = steps.Run(root, load_params(root), "keyframes", stage_dir(root, "keyframes"), "test", {},
+                    code_version("keyframes"))
+    mid = sorted(p.stem for p in (stage_dir(root, "movie_plots") / MOVIE_FILES).glob("*.json"))[0]
+    first = steps.plot_facts(run, mid)
+    assert steps.plot_facts(run, mid) == first
+    path = stage_dir(root, "movie_plots") / MOVIE_FILES / f"{mid}.json"
+    plot = plot_from_json(path.read_bytes())
+    frames = list(plot.frames)
+    frames[0] = replace(frames[0], action=frames[0].action + " slowly")
+    path.write_bytes(plot_to_json(replace(plot, frames=tuple(frames))))
+    changed = steps.plot_facts(run, mid)
+    assert changed["style"] == first["style"] and changed["drawn"] != first["drawn"]
