@@ -54,15 +54,19 @@ def _shares(values: Iterable[str]) -> dict[str, float]:
 def accuracy(qas: list[QA], picks: list[int]) -> dict[str, Any]:
     """Overall, per qtype and per level accuracy of one answerer's picks."""
     right = [pick == qa.answer_index for qa, pick in zip(qas, picks, strict=True)]
+    by_qtype: dict[str, list[bool]] = {}
+    by_level: dict[str, list[bool]] = {}
+    for qa, r in zip(qas, right):
+        by_qtype.setdefault(qa.qtype, []).append(r)
+        by_level.setdefault(qa.level, []).append(r)
 
-    def mean(mask: list[bool]) -> float:
-        chosen = [r for r, m in zip(right, mask) if m]
+    def mean(chosen: list[bool]) -> float:
         return round(sum(chosen) / len(chosen), 4) if chosen else 0.0
 
     return {
-        "overall": mean([True] * len(qas)),
-        "by_qtype": {q: mean([qa.qtype == q for qa in qas]) for q in QTYPES if any(qa.qtype == q for qa in qas)},
-        "by_level": {lv: mean([qa.level == lv for qa in qas]) for lv in sorted({qa.level for qa in qas})},
+        "overall": mean(right),
+        "by_qtype": {q: mean(by_qtype[q]) for q in QTYPES if q in by_qtype},
+        "by_level": {lv: mean(by_level[lv]) for lv in sorted(by_level)},
     }
 
 

@@ -227,10 +227,12 @@ def design(qas: list[QA], f: Features) -> tuple[Any, np.ndarray, np.ndarray]:
         (block.ravel(), (np.repeat(np.arange(m), d), (qtype_of[:, None] * d + np.arange(d)).ravel())),
         shape=(m, d * max(len(qtypes), 1)))
     per_qtype.eliminate_zeros()
-    texts, where = np.unique(np.array([f.texts[r][p] for r, p in zip(*rows)], dtype=object), return_inverse=True)
+    distinct: dict[str, int] = {}
+    where = np.array([distinct.setdefault(f.texts[r][p], len(distinct)) for r, p in zip(*rows)], dtype=np.int64)
+    texts = list(distinct)
     vectorizer = HashingVectorizer(n_features=HASH_FEATURES, alternate_sign=False, binary=True, norm="l2",
                                    token_pattern=r"(?u)\b\w+\b", ngram_range=(1, 2), dtype=np.float64)
-    words = vectorizer.transform(texts.tolist()).tocsr()[where.ravel()]  # each distinct option hashed once
+    words = vectorizer.transform(texts).tocsr()[where]  # each distinct option hashed once
     shift = (qtype_of.astype(np.int64) + 1) * 2_654_435_761  # the same words, in a qtype's own space
     rows_of_nz = np.repeat(np.arange(m), np.diff(words.indptr))
     words_q = sparse.csr_matrix((words.data, (words.indices + shift[rows_of_nz]) % HASH_FEATURES, words.indptr),
@@ -241,16 +243,13 @@ def design(qas: list[QA], f: Features) -> tuple[Any, np.ndarray, np.ndarray]:
     return x, y, rows[0]
 
 
-def _capped(train: np.ndarray, groups: np.ndarray, order: dict[str, str]) -> np.ndarray:
-    """Whole training movies, in a seeded order, up to ``MAX_TRAIN_OPTIONS`` option rows."""
-    sizes = Counter(groups[train].tolist())
-    keep, rows = [], 0
-    for m in sorted(sizes, key=order.__getitem__):
-        if rows >= MAX_TRAIN_OPTIONS:
-            break
-        keep.append(m)
-        rows += sizes[m]
-    return train if len(keep) == len(sizes) else train[np.isin(groups[train], keep)]
+def _capped(train: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """Whole training movies, in the seeded order (``groups``: each row's movie's place in
+    it), up to ``MAX_TRAIN_OPTIONS`` option rows."""
+    sizes = np.bincount(groups[train])
+    ranks = np.flatnonzero(sizes)
+    keep = ranks[np.concatenate([[0], np.cumsum(sizes[ranks])[:-1]]) < MAX_TRAIN_OPTIONS]
+    return train if len(keep) == len(ranks) else train[np.isin(groups[train], keep)]
 
 
 def folds_by_movie(names: list[str], folds: int = FOLDS) -> dict[str, int]:
@@ -296,19 +295,18 @@ def trained_scores(qas: list[QA], f: Features, folds: int = FOLDS, fits: Any = N
     """Out-of-fold option scores, folds by movie (``folds_by_movie``): no movie's own QAs train
     the model that answers it. None with fewer than two movies (nothing to train on without
     the answered movie). ``fits``: where fitted weights are kept (``_fit``)."""
-    movies = np.array([qa.movie_id for qa in qas])
-    names = sorted(set(movies.tolist()))
+    names = sorted({qa.movie_id for qa in qas})
     if len(names) < 2:
         return None
-    order = {m: digest("probe-train", m) for m in names}
     fold_of = folds_by_movie(names, folds)
+    rank = {m: i for i, m in enumerate(sorted(names, key=lambda m: digest("probe-train", m)))}
     x, y, qa_row = design(qas, f)
-    groups = movies[qa_row]
-    fold = np.array([fold_of[m] for m in groups.tolist()])
+    groups = np.array([rank[qa.movie_id] for qa in qas])[qa_row]  # each row's movie, by its place in the order
+    fold = np.array([fold_of[qa.movie_id] for qa in qas])[qa_row]
     flat = np.zeros(len(y))
     for k in range(min(folds, len(names))):
         train, test = np.flatnonzero(fold != k), np.flatnonzero(fold == k)
-        train = _capped(train, groups, order)
+        train = _capped(train, groups)
         if len(set(y[train].tolist())) < 2:
             continue  # nothing to learn: scores stay 0, the tie-break decides
         coef, intercept = _fit(x[train], y[train], fits)
