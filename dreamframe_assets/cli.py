@@ -377,7 +377,7 @@ def show(
     table = Table(title="QA pairs", show_lines=False)
     for col in ("qtype", "question", "answer", "frames"):
         table.add_column(col)
-    qas = [qa for qa in read_qa(root) if qa.movie_id == m.movie_id]
+    qas = read_qa(root, [m.movie_id])
     for qa in qas[:questions]:
         table.add_row(qa.qtype, escape(qa.question), escape(qa.answer), ",".join(str(f + 1) for f in qa.evidence_frames[:6]))
     console.print(table)

@@ -33,8 +33,7 @@ def grounded_check(root: Path, params: Params, movies: list[str]) -> dg.AssetChe
 
     p = params.qa_pairs
     embedder = TextEmbedder(p.embedder, root / EMBED_CACHE)
-    chosen = set(movies)
-    qas = [qa for qa in read_qa(root) if qa.movie_id in chosen]
+    qas = read_qa(root, movies)
     found = verify({m: read_plot(root, m, check=False) for m in movies}, qas, embedder, p.near_duplicate_threshold)
     problems = []
     if found["oracle_accuracy"] < p.min_oracle_accuracy:

@@ -855,8 +855,11 @@ def write_qa_pairs(root: Path, params: Params, movies: list[str] | None = None, 
     return run_stage(root, params, "qa_pairs", movies, retry)
 
 
-def read_qa(root: Path) -> list[QA]:
+def read_qa(root: Path, movies: list[str] | None = None) -> list[QA]:
+    """The dataset's QA pairs (or those of ``movies``), in the table's order."""
     table = read_table(stage_dir(root, "qa_pairs") / "qa.parquet", "qa")
+    if movies is not None:
+        table = table.filter(pl.col("movie_id").is_in(movies))
     return [qa_from_row(r) for r in table.iter_rows(named=True)]
 
 
