@@ -104,11 +104,15 @@ def test_one_movie_breaking_its_plot_contract_fails_alone(scaled):
     root, params, results = scaled
     bad = sorted(results["movie_plots"].movies)[7]
     path = stage_dir(root, "movie_plots") / "movies" / f"{bad}.json"
-    plot = json.loads(path.read_text())
+    original = path.read_bytes()
+    plot = json.loads(original)
     plot["frames"][0]["frame_index"] = -1
     path.write_text(json.dumps(plot))
     reseeded = params.model_copy(update={"style_banks": params.style_banks.model_copy(update={"seed": 1})})
-    result = STEPS["style_banks"](root, reseeded)
+    try:
+        result = STEPS["style_banks"](root, reseeded)
+    finally:
+        path.write_bytes(original)  # the module's project as it was, for the tests after this one
     states = {m.movie_id: m.state for m in result.movies.values()}
     assert {m for m, s in states.items() if s != "done"} == {bad} and len(states) == MOVIES
     assert "frame_index" in result.movies[bad].error and f"{bad}.json" in result.movies[bad].error
