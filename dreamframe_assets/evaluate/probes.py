@@ -246,19 +246,24 @@ def design(qas: list[QA], f: Features) -> tuple[Any, np.ndarray, np.ndarray]:
 def _capped(train: np.ndarray, groups: np.ndarray) -> np.ndarray:
     """Whole training movies, in the seeded order (``groups``: each row's movie's place in
     it), up to ``MAX_TRAIN_OPTIONS`` option rows."""
+    if not len(train):
+        return train
     sizes = np.bincount(groups[train])
     ranks = np.flatnonzero(sizes)
     keep = ranks[np.concatenate([[0], np.cumsum(sizes[ranks])[:-1]]) < MAX_TRAIN_OPTIONS]
     return train if len(keep) == len(ranks) else train[np.isin(groups[train], keep)]
 
 
+def training_order(names: list[str]) -> list[str]:
+    """The movies in a seeded order: folds are dealt in it, and training takes its first movies."""
+    return sorted(names, key=lambda m: digest("probe-train", m))
+
+
 def folds_by_movie(names: list[str], folds: int = FOLDS) -> dict[str, int]:
-    """Each movie's fold: dealt round-robin in a seeded order of the movie ids, so folds are
-    even, and a movie added or removed late in that order leaves the training movies of
-    every fold (the first ones in the same order, ``_capped``) unchanged: their fits are
-    cached."""
-    order = sorted(names, key=lambda m: digest("probe-train", m))
-    return {m: i % min(folds, len(names)) for i, m in enumerate(order)}
+    """Each movie's fold: dealt round-robin in ``training_order``, so folds are even, and a
+    movie added or removed past the first movies of that order (those every fold trains on,
+    ``_capped``) leaves each fold's training movies unchanged: their fits are kept."""
+    return {m: i % min(folds, len(names)) for i, m in enumerate(training_order(names))}
 
 
 def _fit(x: Any, y: np.ndarray, fits: Any = None) -> tuple[np.ndarray, float]:
@@ -267,19 +272,22 @@ def _fit(x: Any, y: np.ndarray, fits: Any = None) -> tuple[np.ndarray, float]:
     not change is not fitted again (the same data gives the same weights)."""
     import io
 
+    import scipy
     import sklearn
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
 
+    model = LogisticRegression(C=C, solver="newton-cg", tol=1e-3, max_iter=300)
     key = None
-    if fits is not None:
-        key = digest("probe-fit", sklearn.__version__, C, HASH_FEATURES, x.shape, bytes_digest(x.data.tobytes()),
-                     bytes_digest(x.indices.tobytes()), bytes_digest(x.indptr.tobytes()), bytes_digest(y.tobytes()))
+    if fits is not None:  # the data, the model's every setting and the libraries that fit it
+        key = digest("probe-fit", sklearn.__version__, scipy.__version__, np.__version__,
+                     sorted((k, repr(v)) for k, v in model.get_params().items()), x.shape,
+                     bytes_digest(x.data.tobytes()), bytes_digest(x.indices.tobytes()),
+                     bytes_digest(x.indptr.tobytes()), bytes_digest(y.tobytes()))
         data = fits.get(key)
         if data is not None:
             stored = np.load(io.BytesIO(data))
             return stored["coef"], float(stored["intercept"])
-    model = LogisticRegression(C=C, solver="newton-cg", tol=1e-3, max_iter=300)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         model.fit(x, y)
@@ -299,7 +307,7 @@ def trained_scores(qas: list[QA], f: Features, folds: int = FOLDS, fits: Any = N
     if len(names) < 2:
         return None
     fold_of = folds_by_movie(names, folds)
-    rank = {m: i for i, m in enumerate(sorted(names, key=lambda m: digest("probe-train", m)))}
+    rank = {m: i for i, m in enumerate(training_order(names))}
     x, y, qa_row = design(qas, f)
     groups = np.array([rank[qa.movie_id] for qa in qas])[qa_row]  # each row's movie, by its place in the order
     fold = np.array([fold_of[qa.movie_id] for qa in qas])[qa_row]

@@ -5,7 +5,8 @@ path, ``run_stage``: for each movie, its upstream files give an item key over al
 its inputs; the item comes from the cache or from the backend ``params.yaml`` names,
 run by the executor (``pipeline/executor.py``); the movie's files are written in
 ``data/<stage>/`` as soon as it finishes. Then the dataset tables DVC tracks are
-assembled from every movie's files. ``eval_scores`` reads those tables.
+assembled from every movie's files (``pipeline/tables.py``: the rows of movies whose files
+did not change come from the tables on disk). ``eval_scores`` reads those tables.
 Dagster assets (one partition per movie), DVC stages and the tests all call these.
 A failing movie never loses the others: they are written before the error is reported.
 """
@@ -554,7 +555,8 @@ def _plots_assemble(run: Run, ids: list[str]) -> tuple[dict[Path, bytes], dict, 
     def parse(mid: str) -> tuple[dict[str, list[dict]], None]:
         path, quarantined = run.folder / MOVIES / f"{mid}.json", run.folder / "quarantine" / f"{mid}.json"
         rows = plot_rows(plot_from_json(path.read_bytes())) if path.exists() else {}
-        return {**rows, "quarantine": _json(quarantined) if quarantined.exists() else []}, None
+        # a plot's own quarantined parts, and a movie's plot the model could not write at all
+        return {**rows, "quarantine": rows.get("quarantine", []) + (_json(quarantined) if quarantined.exists() else [])}, None
 
     t, files, _ = tables.assemble(run.root, run.stage, run.code, run.folder, ids,
                                   {name: name for name in PLOT_TABLES},
@@ -608,7 +610,7 @@ def _style_files(run: Run, mid: str, data: bytes) -> Made:
             files[run.folder / "embeddings" / mid / name.removeprefix("files/")] = blob
     row = {
         "movie_id": mid, "learner": run.identity, "references": run.params.style_banks.references,
-        "reference_sheet": f"references/{mid}.png", "style_keyword": read_plot(run.root, mid, check=False).movie.style_keyword,
+        "reference_sheet": f"references/{mid}.png", "style_keyword": plot_facts(run, mid)["style"][1],
         "palette": ["#%02x%02x%02x" % tuple(c) for c in look["palette"]],
         "line_weight": int(look["line_weight"]), "texture_kind": str(look["texture_kind"]),
         "texture": float(look["texture"]), "lighting": float(look["lighting"]),
@@ -1000,7 +1002,7 @@ def _evaluate_dataset(root: Path, params: Params) -> StepResult:
                      embedder.identity(), sources, shas[mid], mid in retrieved)
         data = cache.get(key)
         if data is None:
-            plots[mid] = read_plot(root, mid, check=False)  # the file the tables were assembled from
+            plots[mid] = read_plot(root, mid)  # the file the tables were assembled from, checked
             calls.append((_eval_compute, (params, str(root), mid, plot_to_json(plots[mid]).decode(),
                                           [as_row(q) for q in by_movie[mid]], mid in retrieved)))
         items[mid] = (key, data)

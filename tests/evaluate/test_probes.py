@@ -194,7 +194,7 @@ def test_trained_never_sees_the_movie_it_answers():
 
 
 class Fits(dict):
-    """A store for the trained probe's fits, counting the fits put."""
+    """A store for the trained probe's fits."""
 
     def put(self, key, data, item=""):
         self[key] = data
@@ -205,12 +205,12 @@ def test_folds_are_even_and_a_movie_late_in_the_order_moves_no_other():
     folds = probes.folds_by_movie(names)
     assert sorted(Counter(folds.values()).values()) == [10] * 5
     assert sorted(probes.folds_by_movie(names[:3]).values()) == [0, 1, 2]  # fewer movies, fewer folds
-    last = max(names, key=lambda m: probes.digest("probe-train", m))
+    last = probes.training_order(names)[-1]
     kept = [m for m in names if m != last]
     assert probes.folds_by_movie(kept) == {m: folds[m] for m in kept}
 
 
-def test_trained_fits_are_kept_and_a_kept_fit_gives_the_same_scores():
+def test_trained_fits_are_kept_and_a_kept_fit_gives_the_same_scores(monkeypatch):
     qas = repeated(movies=12, per_movie=20)
     f = probes.features(qas)
     fresh = probes.trained_scores(qas, f)
@@ -219,6 +219,9 @@ def test_trained_fits_are_kept_and_a_kept_fit_gives_the_same_scores():
     assert len(fits) == 5 and (first == fresh).all()
     fits.put = None  # a second run over the same data fits nothing
     assert (probes.trained_scores(qas, f, fits=fits) == fresh).all()
+    del fits.put
+    monkeypatch.setattr(probes, "C", 0.5)  # another setting: fitted again, never the kept weights
+    assert (probes.trained_scores(qas, f, fits=fits) != fresh).any() and len(fits) == 10
 
 
 def test_a_movie_removed_late_in_the_order_refits_nothing_and_an_early_one_refits(monkeypatch):
@@ -227,7 +230,7 @@ def test_a_movie_removed_late_in_the_order_refits_nothing_and_an_early_one_refit
     early in it does not (a kept fit is never served for other data)."""
     monkeypatch.setattr(probes, "MAX_TRAIN_OPTIONS", 8 * 20 * 4)  # about 8 movies of 20 QAs
     qas = repeated(movies=30, per_movie=20)
-    names = sorted({qa.movie_id for qa in qas}, key=lambda m: probes.digest("probe-train", m))
+    names = probes.training_order(sorted({qa.movie_id for qa in qas}))
     fits = Fits()
     probes.trained_scores(qas, probes.features(qas), fits=fits)
     before = dict(fits)

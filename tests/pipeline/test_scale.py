@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from dreamframe_assets.core.params import load_params
+from dreamframe_assets.core.plot import Quarantined
 from dreamframe_assets.core.cache import ItemCache
 from dreamframe_assets.core.store import MOVIES as MOVIE_FILES, plot_from_json, plot_to_json, read_plots, read_table, stage_dir
 from dreamframe_assets.evaluate.blind import BlindAnswerer
@@ -174,8 +175,11 @@ def test_contract_errors_name_only_the_movies_that_break_it(scaled):
 
 
 def _retitle(path):
+    """A new title, and a part the model could not write (the plot's own quarantine rows)."""
     plot = plot_from_json(path.read_bytes())
-    path.write_bytes(plot_to_json(replace(plot, movie=replace(plot.movie, title=plot.movie.title + " Again"))))
+    part = Quarantined(plot.movie.movie_id, "movie_plots", "level3:1.1", "[]", "", "not JSON")
+    path.write_bytes(plot_to_json(replace(plot, movie=replace(plot.movie, title=plot.movie.title + " Again"),
+                                          quarantine=(*plot.quarantine, part))))
 
 
 def _drop_last_qa(path):
@@ -188,26 +192,32 @@ def _drop_last_qa(path):
                                                          ("qa_pairs", _drop_last_qa, "_json")])
 def test_tables_keep_the_rows_of_unchanged_movies_and_equal_a_full_parse(scaled, tmp_path, monkeypatch,
                                                                          stage, change, reader):
-    """A stage's tables after one movie changed and one left: only the changed movie's file is
-    parsed again, and the bytes, counts and report are those of a parse of every movie."""
+    """A stage's tables after one movie changed, then another changed and one left: each time
+    only the changed movie's file is parsed again, and the bytes, counts and report are those
+    of a parse of every movie."""
     root = Path(shutil.copytree(scaled[0], tmp_path / "project"))
     run = steps.Run(root, load_params(root), stage, stage_dir(root, stage), "test", {}, code_version(stage))
     order = read_table(run.folder / ("movies.parquet" if stage == "movie_plots" else "qa.parquet"),
                        "movies" if stage == "movie_plots" else "qa")["movie_id"].unique(maintain_order=True).to_list()
-    changed, left = order[3], order[5]
-    change(run.folder / MOVIE_FILES / f"{changed}.json")
-    ids = [m for m in reversed(order) if m != left]  # another order than the tables on disk
     parsed = []
     real = getattr(steps, reader)
     monkeypatch.setattr(steps, reader, lambda data: parsed.append(data) or real(data))
-    kept = steps.ASSEMBLE[stage](run, ids)
+    change(run.folder / MOVIE_FILES / f"{order[3]}.json")
+    for path, data in steps.ASSEMBLE[stage](run, order)[0].items():
+        path.write_bytes(data)
     assert len(parsed) == 1
+    change(run.folder / MOVIE_FILES / f"{order[8]}.json")
+    ids = [m for m in reversed(order) if m != order[5]]  # another order than the tables on disk
+    kept = steps.ASSEMBLE[stage](run, ids)
+    assert len(parsed) == 2
     shutil.rmtree(ItemCache(root, "tables").dir)
     full = steps.ASSEMBLE[stage](run, ids)
-    assert len(parsed) == 1 + len(ids)
+    assert len(parsed) == 2 + len(ids)
     assert kept[0] == full[0]  # every table's bytes, and the gate report
     assert kept[1] == full[1] and kept[3] == full[3]
     assert kept[2].equals(full[2])
+    if stage == "movie_plots":  # the parts the model could not write, of a kept movie and of a parsed one
+        assert full[1]["quarantined_parts"] == 2
 
 
 def test_plot_facts_are_kept_by_the_plot_bytes(scaled, tmp_path):
