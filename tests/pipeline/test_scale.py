@@ -22,6 +22,7 @@ from dreamframe_assets.core.plot import Quarantined
 from dreamframe_assets.core.cache import ItemCache
 from dreamframe_assets.core.store import MOVIES as MOVIE_FILES, plot_from_json, plot_to_json, read_plots, read_table, stage_dir
 from dreamframe_assets.evaluate.blind import BlindAnswerer
+from dreamframe_assets.evaluate.metrics import movie_facts
 from dreamframe_assets.evaluate.retrieval import retrieval_sample, text_inputs
 from dreamframe_assets.pipeline.code import STAGES, code_version
 from dreamframe_assets.pipeline import steps
@@ -236,3 +237,11 @@ def test_plot_facts_are_kept_by_the_plot_bytes(scaled, tmp_path):
     path.write_bytes(plot_to_json(replace(plot, frames=tuple(frames))))
     changed = steps.plot_facts(run, mid)
     assert changed["style"] == first["style"] and changed["drawn"] != first["drawn"]
+
+
+def test_evaluation_reads_each_movies_facts_as_its_plot_gives_them(scaled):
+    root = scaled[0]
+    plots = read_plots(root)
+    facts = steps.read_movie_facts(root)
+    assert list(facts) == list(plots)  # the tables' movie order
+    assert facts == {mid: movie_facts(plot) for mid, plot in plots.items()}
