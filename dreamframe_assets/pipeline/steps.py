@@ -552,16 +552,17 @@ def _plots_files(run: Run, mid: str, data: bytes) -> Made:
 
 
 def _plots_assemble(run: Run, ids: list[str]) -> tuple[dict[Path, bytes], dict, pl.DataFrame, dict]:
+    def sources(mid: str) -> list[Path]:  # its plot, or what the model could not write of it at all
+        return [run.folder / MOVIES / f"{mid}.json", run.folder / "quarantine" / f"{mid}.json"]
+
     def parse(mid: str) -> tuple[dict[str, list[dict]], None]:
-        path, quarantined = run.folder / MOVIES / f"{mid}.json", run.folder / "quarantine" / f"{mid}.json"
+        path, quarantined = sources(mid)
         rows = plot_rows(plot_from_json(path.read_bytes())) if path.exists() else {}
-        # a plot's own quarantined parts, and a movie's plot the model could not write at all
+        # a plot's own quarantined parts, and those of a plot not written
         return {**rows, "quarantine": rows.get("quarantine", []) + (_json(quarantined) if quarantined.exists() else [])}, None
 
     t, files, _ = tables.assemble(run.root, run.stage, run.code, run.folder, ids,
-                                  {name: name for name in PLOT_TABLES},
-                                  lambda mid: [run.folder / MOVIES / f"{mid}.json", run.folder / "quarantine" / f"{mid}.json"],
-                                  parse)
+                                  {name: name for name in PLOT_TABLES}, sources, parse)
     counts = {"movies": t["movies"].height, "frames": t["frames"].height, "dialogue_lines": t["dialogue"].height,
               "plot_qa": t["plot_qa"].height, "substories": t["substories"].height,
               "quarantined_parts": t["quarantine"].height}
